@@ -1,0 +1,308 @@
+"""The one typed configuration schema of Director.
+
+Every hyperparameter lives here, documented where it is defined. Presets are YAML files in
+`experiments/presets/` that override the defaults below; the command line overrides a preset
+with `key=value` pairs (dotted keys, e.g. `model.rssm.deter=512 manager.goal_every=8`).
+
+Defaults are the `default` CPU preset's values except where a preset says otherwise;
+`experiments/presets/paper.yaml` restores every published value of ALGORITHM.md.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from director.errors import ConfigError
+
+PRESET_DIR = Path(__file__).resolve().parent.parent / "experiments" / "presets"
+
+
+@dataclass
+class OptimConfig:
+    """Adam with decoupled weight decay on weight matrices only (ALGORITHM.md §1)."""
+
+    lr: float = 1e-4  # learning rate
+    eps: float = 1e-6  # Adam epsilon
+    clip: float = 100.0  # global gradient-norm clip
+    weight_decay: float = 1e-2  # decoupled (AdamW) decay of weight matrices; biases/norms skipped
+
+
+@dataclass
+class EnvConfig:
+    world: str = "pinpad-three"  # any name of `director worlds list`
+    size: int = 64  # image height = width; 16, 32 or 64
+    num_envs: int = 4  # environments stepped in parallel per process (rank)
+    asynchronous: bool = False  # subprocess envs (spawn) instead of in-process stepping
+
+
+@dataclass
+class RSSMConfig:
+    deter: int = 1024  # size of the deterministic GRU state h
+    stoch: int = 32  # number of categorical latent variables
+    classes: int = 32  # classes per categorical variable
+    hidden: int = 1024  # hidden units of the RSSM's dense layers
+
+
+@dataclass
+class WorldModelConfig:
+    rssm: RSSMConfig = field(default_factory=RSSMConfig)
+    cnn_depth: int = 64  # d: encoder channels d, 2d, 4d, 8d; decoder 4d, 2d, d
+    mlp_layers: int = 4  # layers of the reward/continuation heads and vector encoders
+    mlp_units: int = 512  # units of those MLPs
+    kl_balance: float = 0.8  # weight of KL(sg(post) || prior); 1 - it on KL(post || sg(prior))
+    kl_target: float = 3.5  # nats the adaptive KL scale beta steers toward
+    kl_scale: float = 1.0  # initial beta (adapted within [1e-5, 1])
+    opt: OptimConfig = field(default_factory=OptimConfig)
+
+
+@dataclass
+class ActorCriticConfig:
+    """The imagination actor-critic learner shared by manager, worker and flat baseline."""
+
+    discount: float = 0.99  # gamma (per imagined step for the worker, per abstract step for the manager)
+    lambda_: float = 0.95  # TD(lambda) mixing
+    mlp_layers: int = 4
+    mlp_units: int = 512
+    slow_every: int = 100  # hard copy of the critic into the slow target critic, in updates
+    return_decay: float = 0.999  # EMA decay of each critic's return mean and mean-square
+    return_min_std: float = 0.01  # floor of the return std used to normalise scores
+    advantage_decay: float = 0.99  # EMA decay of the advantage mean and std
+    unimix: float = 0.01  # uniform mixing of categorical policies
+    entropy_target: float = 0.5  # target normalised entropy of the adaptive entropy bonus
+    entropy_scale: float = 1.0  # initial entropy coefficient eta (adapted within [1e-5, 100])
+    actor_opt: OptimConfig = field(default_factory=OptimConfig)
+    critic_opt: OptimConfig = field(default_factory=OptimConfig)
+
+
+@dataclass
+class GoalConfig:
+    """The goal autoencoder of ALGORITHM.md §2: deter -> 8x8 code -> goal."""
+
+    code_vars: int = 8  # categorical variables of a code
+    code_classes: int = 8  # classes per variable
+    mlp_layers: int = 4
+    mlp_units: int = 512
+    kl_target: float = 10.0  # nats the adaptive KL scale steers toward
+    kl_scale: float = 1.0  # initial KL scale (adapted within [1e-5, 1]); 0 turns the goal KL off
+    opt: OptimConfig = field(default_factory=OptimConfig)
+
+
+@dataclass
+class ManagerConfig:
+    goal_every: int = 16  # K: the manager picks a new goal every K steps
+    extr: float = 1.0  # weight of the task-reward critic's score (0: pure exploration)
+    expl: float = 0.1  # weight of the exploration-bonus critic's score (0: no bonus)
+    ac: ActorCriticConfig = field(default_factory=ActorCriticConfig)
+
+
+@dataclass
+class WorkerConfig:
+    goal_reward: str = "max_cosine"  # max_cosine | cosine | l2
+    goal: float = 1.0  # weight of the goal critic's score
+    extr: float = 0.0  # weight of a task-reward critic (ablation; the paper's worker has 0)
+    ac: ActorCriticConfig = field(default_factory=ActorCriticConfig)
+
+
+@dataclass
+class ReplayConfig:
+    capacity: int = 1_000_000  # FIFO capacity in steps
+    batch: int = 16  # B sequences per update
+    length: int = 64  # T steps per sequence
+    prefill: int = 10_000  # random-policy env steps (all envs together) before learning
+    train_every: int = 16  # env steps (all envs together) between updates; ratio = B*T/train_every
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1_000_000  # total env steps (all envs of all ranks) of a run
+    seed: int = 0
+    run_dir: str = ""  # empty: runs/<world>-<agent>-<time>
+    log_every: int = 1000  # env steps between metric rows
+    checkpoint_every: int = 10_000  # env steps between checkpoints
+    record_every: int = 0  # env steps between recorded goal strips; 0 = off
+    accelerator: str = "auto"  # cpu | cuda | gpu | auto (Lightning)
+    devices: int = 1  # processes/GPUs; > 1 runs DDP
+    precision: str = "32-true"  # 32-true | bf16-mixed | 16-mixed (mixed precision on CUDA)
+    max_bad_updates: int = 10  # consecutive non-finite losses before the run stops
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+
+
+@dataclass
+class Config:
+    agent: str = "director"  # director | dreamer (flat baseline) | worldmodel (world model only)
+    horizon: int = 0  # imagination horizon H; 0 = 2 * manager.goal_every
+    env: EnvConfig = field(default_factory=EnvConfig)
+    model: WorldModelConfig = field(default_factory=WorldModelConfig)
+    goal: GoalConfig = field(default_factory=GoalConfig)
+    manager: ManagerConfig = field(default_factory=ManagerConfig)
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
+    actor: ActorCriticConfig = field(default_factory=ActorCriticConfig)  # flat baseline's policy
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @property
+    def imag_horizon(self) -> int:
+        return self.horizon or 2 * self.manager.goal_every
+
+
+# ---------------------------------------------------------------------------------------
+# Validation: allowed values beyond the types the schema already enforces.
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "agent": ("director", "dreamer", "worldmodel"),
+    "worker.goal_reward": ("max_cosine", "cosine", "l2"),
+    "train.precision": ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true"),
+    "train.accelerator": ("auto", "cpu", "cuda", "gpu", "mps"),
+}
+_POSITIVE_INT = (
+    "env.num_envs", "model.rssm.deter", "model.rssm.stoch", "model.rssm.classes", "model.rssm.hidden",
+    "model.cnn_depth", "model.mlp_layers", "model.mlp_units", "goal.code_vars", "goal.code_classes",
+    "goal.mlp_layers", "goal.mlp_units", "manager.goal_every", "replay.capacity", "replay.batch",
+    "replay.length", "replay.train_every", "train.steps", "train.log_every", "train.checkpoint_every",
+    "train.devices", "train.max_bad_updates",
+)
+_UNIT_INTERVAL = ("model.kl_balance",)
+
+
+def _flat(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in cfg.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, (dict, DictConfig)):
+            out.update(_flat(value, path + "."))
+        else:
+            out[path] = value
+    return out
+
+
+def valid_keys() -> list[str]:
+    """All dotted configuration keys."""
+    return sorted(_flat(OmegaConf.to_container(OmegaConf.structured(Config))))
+
+
+def _nearest(key: str) -> str:
+    keys = valid_keys()
+    match = difflib.get_close_matches(key, keys, n=1, cutoff=0.0)
+    leaf = [k for k in keys if k.split(".")[-1] == key.split(".")[-1]]
+    best = leaf[0] if leaf else (match[0] if match else keys[0])
+    return best
+
+
+def validate(cfg: Config) -> None:
+    """Raise ConfigError for values outside what each key allows."""
+    flat = _flat(dataclasses.asdict(cfg))
+    for key, choices in _CHOICES.items():
+        if flat[key] not in choices:
+            raise ConfigError(
+                f"Configuration value {key}={flat[key]!r} is not allowed; choose one of "
+                f"{', '.join(choices)}. Fix the preset or pass e.g. {key}={choices[0]}.")
+    for key in _POSITIVE_INT:
+        if flat[key] <= 0:
+            raise ConfigError(f"Configuration value {key}={flat[key]} must be a positive integer.")
+    for key in _UNIT_INTERVAL:
+        if not 0.0 <= flat[key] <= 1.0:
+            raise ConfigError(f"Configuration value {key}={flat[key]} must lie in [0, 1].")
+    for key, value in flat.items():
+        if key.endswith((".lr", ".eps", ".clip")) and value <= 0:
+            raise ConfigError(f"Configuration value {key}={value} must be > 0.")
+        if key.endswith(("discount", "lambda_", "_decay")) and not 0.0 <= value <= 1.0:
+            raise ConfigError(f"Configuration value {key}={value} must lie in [0, 1].")
+        if key.endswith(("weight_decay", "kl_scale", "entropy_scale", "prefill", "horizon",
+                         "record_every", "threads", "unimix")) and value < 0:
+            raise ConfigError(f"Configuration value {key}={value} must be >= 0.")
+    if cfg.env.size not in (16, 32, 64):
+        raise ConfigError(f"Configuration value env.size={cfg.env.size} is not supported; "
+                          "the image encoder and decoder are built for 16, 32 or 64 pixels.")
+    if cfg.agent == "director" and cfg.imag_horizon % cfg.manager.goal_every:
+        raise ConfigError(
+            f"horizon={cfg.horizon} must be a multiple of manager.goal_every="
+            f"{cfg.manager.goal_every} (or 0 for 2 * goal_every).")
+    if cfg.replay.batch * cfg.replay.length > cfg.replay.capacity:
+        raise ConfigError("replay.capacity must hold at least one batch (replay.batch * replay.length steps).")
+
+
+def presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def _parse_overrides(overrides: Iterable[str]) -> DictConfig:
+    keys = set(valid_keys())
+    dotlist = []
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"Override {item!r} is not of the form key=value (e.g. env.world=maze-s).")
+        key = item.split("=", 1)[0].strip()
+        if key not in keys:
+            raise ConfigError(f"Unknown configuration key {key!r}; did you mean {_nearest(key)!r}? "
+                              "`director config` lists every key.")
+        dotlist.append(item)
+    try:
+        return OmegaConf.from_dotlist(dotlist)
+    except OmegaConfBaseException as e:  # pragma: no cover - malformed YAML value
+        raise ConfigError(f"Cannot parse overrides {dotlist}: {e}") from None
+
+
+def _merge(base: DictConfig, other: DictConfig | dict, source: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(base, other)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or ""
+        if "Key" in type(e).__name__ or "not in struct" in str(e) or "ConfigKeyError" in type(e).__name__:
+            raise ConfigError(f"Unknown configuration key {key!r} in {source}; did you mean "
+                              f"{_nearest(key)!r}? `director config` lists every key.") from None
+        msg = str(e).splitlines()[0]
+        raise ConfigError(f"Bad configuration value for {key!r} in {source}: {msg}. "
+                          "Fix the value to match the key's type (see `director config`).") from None
+
+
+def load(preset: str | Path = "default", overrides: Iterable[str] = ()) -> Config:
+    """Build a validated Config from a preset name or YAML path plus key=value overrides."""
+    cfg = OmegaConf.structured(Config)
+    path = Path(preset)
+    if not path.suffix:
+        path = PRESET_DIR / f"{preset}.yaml"
+    if not path.exists():
+        names = presets()
+        close = difflib.get_close_matches(str(preset), names, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(f"Unknown preset {str(preset)!r}.{hint} Available presets: {', '.join(names)} "
+                          "(or pass the path of a YAML file).")
+    try:
+        data = OmegaConf.load(path)
+    except Exception as e:  # noqa: BLE001 - any YAML error becomes a user error
+        raise ConfigError(f"Cannot read preset file {path}: {e}. Fix the YAML syntax.") from None
+    cfg = _merge(cfg, data, f"preset {path.name}")
+    cfg = _merge(cfg, _parse_overrides(overrides), "the command-line overrides")
+    result: Config = OmegaConf.to_object(cfg)  # type: ignore[assignment]
+    validate(result)
+    return result
+
+
+def from_dict(data: dict) -> Config:
+    """Rebuild a Config from `to_dict` output (e.g. stored in a checkpoint)."""
+    cfg = _merge(OmegaConf.structured(Config), data, "the stored configuration")
+    result: Config = OmegaConf.to_object(cfg)  # type: ignore[assignment]
+    validate(result)
+    return result
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def to_yaml(cfg: Config) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def save(cfg: Config, path: str | Path) -> None:
+    """Write the resolved configuration as YAML (atomically)."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(to_yaml(cfg))
+    tmp.replace(path)
