@@ -1,0 +1,460 @@
+"""Replay: a FIFO store of environment steps, sampled as fixed-length chunks.
+
+Paper (§1 Data): capacity 1e6 steps, FIFO, batches of B = 16 chunks of T = 64 steps, and every
+chunk starts from the initial state. Decision: chunk starts are drawn uniformly over stored steps,
+not over episodes, so short episodes are not over-weighted.
+
+Layout. Each env (``worker``) feeds one *stream*: its completed episodes in order, followed by the
+episode in progress. A sampled chunk is a contiguous window of one stream; it may cross an episode
+boundary, where ``is_first`` marks the new episode (the world model resets its state there). The
+chunk's first step is flagged ``is_first`` as well, so the model starts every chunk from its
+initial state. Steps are sampleable as soon as they are added: a 2000-step Pin Pad episode trains
+long before it ends.
+
+Memory. A completed episode is one numpy array per key, (L, ...); the episode in progress lives in
+preallocated arrays that grow by doubling. There is no per-step Python object, and images stay
+uint8: at 64x64x3 a step costs ~12.3 kB, so the paper's 1e6 steps need ~12.3 GB of RAM.
+
+Disk. When a step has ``is_last`` the finished episode is written to ``directory`` as a compressed
+``{counter:08d}-{worker}-{length}.npz`` (temp file + ``os.replace``, so a crash never leaves half a
+file under a final name; names sort in the order the episodes were written). ``load()`` restores
+the newest episodes of a directory; ``state_dict()`` / ``load_state_dict()`` restore exactly the
+replay a checkpoint saw, including the steps of unfinished episodes and the sampling RNG.
+"""
+from __future__ import annotations
+
+import os
+import re
+import zipfile
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from director.errors import CheckpointError
+
+AFTER_CHECKPOINT = "after_checkpoint"
+_NAME = re.compile(r"^(\d+)-(\d+)-(\d+)\.npz$")
+_STATE_VERSION = 1
+
+
+def _as_stored(key: str, value: Any) -> np.ndarray:
+    """One step's value as stored: flags bool, reward and float vectors float32, images as given."""
+    value = np.asarray(value)
+    if key.startswith("is_"):
+        return value.astype(bool)
+    if value.dtype.kind == "f" and value.dtype != np.float32:
+        return value.astype(np.float32)
+    return value
+
+
+class _Episode:
+    """A completed (or cut-short) episode: one array per key, each (L, ...)."""
+
+    __slots__ = ("data", "worker", "name")
+
+    def __init__(self, data: dict[str, np.ndarray], worker: int, name: str | None):
+        self.data = data
+        self.worker = worker
+        self.name = name  # file name in the replay directory; None for a memory-only replay
+
+    def __len__(self) -> int:
+        return len(self.data["is_first"])
+
+
+class _Buffer:
+    """The episode in progress of one worker: preallocated per-key arrays, valid in [start, end).
+
+    Arrays double when full; ``trim`` drops the oldest steps (only used when a single unfinished
+    episode alone outgrows the replay's capacity).
+    """
+
+    def __init__(self, step: dict[str, np.ndarray], size: int = 64):
+        self.arrays = {k: np.empty((size, *v.shape), v.dtype) for k, v in step.items()}
+        self.start = 0
+        self.end = 0
+
+    @classmethod
+    def from_arrays(cls, data: dict[str, np.ndarray]) -> _Buffer:
+        """A buffer holding the steps ``data`` (L, ...), with room to grow."""
+        length = len(data["is_first"])
+        buffer = cls({k: v[0] for k, v in data.items()}, size=max(64, 2 * length))
+        for k, v in data.items():
+            buffer.arrays[k][:length] = v
+        buffer.end = length
+        return buffer
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    def append(self, step: dict[str, np.ndarray]) -> None:
+        size = len(self.arrays["is_first"])
+        if self.end == size:
+            n = len(self)
+            if self.start >= size // 2:  # mostly trimmed away: compact in place
+                for v in self.arrays.values():
+                    v[:n] = v[self.start:self.end]
+            else:
+                self.arrays = {k: np.concatenate([v[self.start:self.end], np.empty_like(v)])
+                               for k, v in self.arrays.items()}
+            self.start, self.end = 0, n
+        for k, v in self.arrays.items():
+            v[self.end] = step[k]
+        self.end += 1
+
+    def view(self) -> dict[str, np.ndarray]:
+        """The valid steps, (L, ...), as views (no copy)."""
+        return {k: v[self.start:self.end] for k, v in self.arrays.items()}
+
+    def take(self) -> dict[str, np.ndarray]:
+        """Copy out the valid steps and empty the buffer (its arrays are reused)."""
+        data = {k: v.copy() for k, v in self.view().items()}
+        self.start = self.end = 0
+        return data
+
+    def trim(self, n: int) -> None:
+        self.start += min(n, len(self))
+
+
+class _Stream:
+    """One worker's steps in time order: completed episodes, then the episode in progress."""
+
+    def __init__(self) -> None:
+        self.episodes: deque[_Episode] = deque()
+        self.buffer: _Buffer | None = None
+        self._offsets: np.ndarray | None = None  # start of each episode in the stream, cached
+
+    def __len__(self) -> int:
+        return self.completed_steps + self.pending
+
+    @property
+    def pending(self) -> int:
+        return len(self.buffer) if self.buffer is not None else 0
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """(E + 1,) start index of every completed episode and of the episode in progress."""
+        if self._offsets is None:
+            self._offsets = np.cumsum([0] + [len(e) for e in self.episodes])
+        return self._offsets
+
+    @property
+    def completed_steps(self) -> int:
+        return int(self.offsets[-1])
+
+    def changed(self) -> None:
+        self._offsets = None
+
+    def segment(self, index: int) -> dict[str, np.ndarray]:
+        """Arrays of segment ``index``: a completed episode, or the buffer when index == E."""
+        if index < len(self.episodes):
+            return self.episodes[index].data
+        return self.buffer.view()
+
+
+class Replay:
+    """FIFO replay of env steps from several workers, sampled as (B, T, ...) chunks.
+
+    Args:
+        directory: where finished episodes are written as .npz; None keeps everything in memory.
+        capacity: maximum number of stored steps (paper: 1e6).
+        length: T, the number of steps in a sampled chunk (paper: 64).
+        seed: seed of the sampling RNG.
+    """
+
+    def __init__(self, directory: str | Path | None, capacity: int, length: int, seed: int = 0):
+        if capacity < length or length < 1:
+            raise ValueError(f"Replay needs 1 <= length <= capacity, got length={length}, "
+                             f"capacity={capacity}.")
+        self.directory = Path(directory) if directory is not None else None
+        self.capacity = int(capacity)
+        self.length = int(length)
+        self.rng = np.random.default_rng(seed)
+        self._streams: dict[int, _Stream] = {}
+        self._fifo: deque[_Episode] = deque()  # completed episodes in memory, oldest first
+        self._keys: dict[str, tuple[tuple[int, ...], np.dtype]] | None = None
+        self._steps = 0
+        self._counter = 0
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._counter = self._next_counter()
+
+    # ------------------------------------------------------------------ adding
+
+    def add(self, step: dict[str, Any], worker: int = 0) -> None:
+        """Append one step (flat dict of per-step arrays) to the stream of ``worker``.
+
+        A step with ``is_first`` while the worker has an unfinished episode closes that episode
+        as is (a reset cut it short). A step with ``is_last`` completes the episode and writes it.
+        """
+        step = {k: _as_stored(k, v) for k, v in step.items()}
+        self._check_keys(step)
+        stream = self._streams.setdefault(worker, _Stream())
+        if stream.buffer is None:
+            stream.buffer = _Buffer(step)
+        elif step["is_first"] and stream.pending:
+            self._complete(worker)
+        stream.buffer.append(step)
+        self._steps += 1
+        if step["is_last"]:
+            self._complete(worker)
+        self._enforce_capacity()
+
+    def _check_keys(self, step: dict[str, np.ndarray]) -> None:
+        keys = {k: (v.shape, v.dtype) for k, v in step.items()}
+        if self._keys is None:
+            missing = {"is_first", "is_last"} - set(keys)
+            if missing:
+                raise KeyError(f"Replay steps need the keys {sorted(missing)}.")
+            self._keys = keys
+        elif keys != self._keys:
+            raise ValueError(f"Replay step keys, shapes or dtypes changed: expected {self._keys}, "
+                             f"got {keys}.")
+
+    def _complete(self, worker: int) -> None:
+        """Move the worker's episode in progress into its completed episodes and write it."""
+        stream = self._streams[worker]
+        data = stream.buffer.take()
+        episode = _Episode(data, worker, None)
+        if self.directory is not None:
+            episode.name = self._write(data, worker)
+        stream.episodes.append(episode)
+        stream.changed()
+        self._fifo.append(episode)
+
+    def _enforce_capacity(self) -> None:
+        """Drop the oldest completed episodes; trim unfinished ones only if nothing else is left."""
+        while self._steps > self.capacity and self._fifo:
+            episode = self._fifo.popleft()
+            stream = self._streams[episode.worker]
+            assert stream.episodes[0] is episode  # a worker completes its episodes in order
+            stream.episodes.popleft()
+            stream.changed()
+            self._steps -= len(episode)
+        while self._steps > self.capacity:
+            stream = max(self._streams.values(), key=lambda s: s.pending)
+            excess = min(self._steps - self.capacity, stream.pending)
+            stream.buffer.trim(excess)
+            self._steps -= excess
+
+    # ----------------------------------------------------------------- sampling
+
+    def __len__(self) -> int:
+        return self._steps
+
+    def sample(self, batch: int) -> dict[str, np.ndarray]:
+        """Draw ``batch`` chunks of T steps: a dict of arrays (B, T, ...).
+
+        Each chunk is a window of one worker's stream; its start is uniform over all valid
+        window starts of all streams, i.e. uniform over stored steps. ``is_first[:, 0]`` is True.
+        """
+        workers = sorted(self._streams)
+        counts = np.array([max(0, len(self._streams[w]) - self.length + 1) for w in workers])
+        total = int(counts.sum())
+        if total == 0:
+            raise ValueError(
+                f"Replay cannot sample chunks of {self.length} steps: no worker has that many "
+                f"contiguous steps yet ({self._steps} steps stored). Collect more steps (prefill) "
+                f"before training.")
+        starts = self.rng.integers(0, total, size=batch)
+        bounds = np.cumsum(counts)
+        which = np.searchsorted(bounds, starts, side="right")
+        offsets = starts - (bounds - counts)[which]
+        out = {k: np.empty((batch, self.length, *shape), dtype)
+               for k, (shape, dtype) in self._keys.items()}
+        for b in range(batch):
+            self._fill(out, b, self._streams[workers[which[b]]], int(offsets[b]))
+        out["is_first"][:, 0] = True
+        return out
+
+    def _fill(self, out: dict[str, np.ndarray], b: int, stream: _Stream, start: int) -> None:
+        """Copy the window [start, start + T) of ``stream`` into row ``b`` of ``out``."""
+        offsets = stream.offsets
+        seg = int(np.searchsorted(offsets, start, side="right")) - 1
+        pos, filled = start - int(offsets[seg]), 0
+        while filled < self.length:
+            data = stream.segment(seg)
+            n = min(self.length - filled, len(data["is_first"]) - pos)
+            for k, v in data.items():
+                out[k][b, filled:filled + n] = v[pos:pos + n]
+            filled += n
+            seg, pos = seg + 1, 0
+
+    def stats(self) -> dict[str, int]:
+        """Counts for logging: stored steps, completed episodes, workers, unfinished steps."""
+        return {
+            "steps": self._steps,
+            "episodes": len(self._fifo),
+            "workers": len(self._streams),
+            "pending_steps": sum(s.pending for s in self._streams.values()),
+            "capacity": self.capacity,
+            "nbytes": sum(v.nbytes for e in self._fifo for v in e.data.values())
+                      + sum(v.nbytes for s in self._streams.values() if s.buffer is not None
+                            for v in s.buffer.arrays.values()),
+        }
+
+    # ------------------------------------------------------------------ disk
+
+    def _next_counter(self) -> int:
+        """One past the largest counter in the directory, after_checkpoint/ included."""
+        names = [p.name for p in self.directory.glob("*.npz")]
+        names += [p.name for p in (self.directory / AFTER_CHECKPOINT).glob("*.npz")]
+        counters = [int(m.group(1)) for m in map(_NAME.match, names) if m]
+        return max(counters, default=-1) + 1
+
+    def _write(self, data: dict[str, np.ndarray], worker: int) -> str:
+        """Write one episode atomically; returns its file name."""
+        name = f"{self._counter:08d}-{worker}-{len(data['is_first'])}.npz"
+        self._counter += 1
+        tmp = self.directory / f".{name}.tmp"
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.directory / name)
+        return name
+
+    def _read(self, name: str) -> dict[str, np.ndarray]:
+        path = self.directory / name
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                data = {k: f[k] for k in f.files}
+            length = len(data["is_first"])
+            if any(len(v) != length for v in data.values()) or length == 0:
+                raise ValueError("arrays of different lengths")
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            raise CheckpointError(
+                f"Replay file {path} is corrupt or unreadable ({type(e).__name__}: {e}). It was "
+                f"probably cut short by a crash or a full disk. Move it out of {self.directory} "
+                f"(or delete it) and start again; the other episodes are unaffected.") from e
+        if self._keys is not None:
+            keys = {k: (v.shape[1:], v.dtype) for k, v in data.items()}
+            if keys != self._keys:
+                raise CheckpointError(
+                    f"Replay file {path} holds different observation keys, shapes or dtypes "
+                    f"({keys}) than this replay ({self._keys}); it comes from another "
+                    f"environment or configuration. Use a fresh replay directory, or move the "
+                    f"file out of {self.directory}.")
+        self._adopt_keys(data)
+        return data
+
+    def _adopt_keys(self, data: dict[str, np.ndarray]) -> None:
+        if self._keys is None:
+            self._keys = {k: (v.shape[1:], v.dtype) for k, v in data.items()}
+
+    def _move_aside(self, listed: set[str], counter: int) -> None:
+        """Move files written at or after ``counter`` and not ``listed`` to after_checkpoint/."""
+        aside = self.directory / AFTER_CHECKPOINT
+        for name in self._files():
+            if name in listed or int(_NAME.match(name).group(1)) < counter:
+                continue
+            aside.mkdir(exist_ok=True)
+            target, n = aside / name, 1
+            while target.exists():
+                target, n = aside / f"{name[:-4]}.{n}.npz", n + 1
+            os.replace(self.directory / name, target)
+
+    def _files(self) -> list[str]:
+        """Episode files directly in the directory, in the order they were written."""
+        names = [p.name for p in self.directory.glob("*.npz") if _NAME.match(p.name)]
+        return sorted(names, key=lambda n: int(_NAME.match(n).group(1)))
+
+    def load(self) -> int:
+        """Load the newest episodes of the directory (up to capacity) not already in memory.
+
+        They are placed before any episodes in memory (they are older). Returns steps loaded.
+        """
+        if self.directory is None:
+            return 0
+        known = {e.name for e in self._fifo}
+        chosen, room = [], self.capacity - self._steps
+        for name in reversed(self._files()):
+            if name in known:
+                continue
+            length = int(_NAME.match(name).group(3))
+            if length > room:
+                break
+            chosen.append(name)
+            room -= length
+        episodes = [_Episode(self._read(n), int(_NAME.match(n).group(2)), n)
+                    for n in reversed(chosen)]
+        for worker in {e.worker for e in episodes}:
+            stream = self._streams.setdefault(worker, _Stream())
+            stream.episodes.extendleft(reversed([e for e in episodes if e.worker == worker]))
+            stream.changed()
+        self._fifo.extendleft(reversed(episodes))
+        loaded = sum(len(e) for e in episodes)
+        self._steps += loaded
+        return loaded
+
+    # ------------------------------------------------------------- checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything to rebuild this replay exactly: picklable, small when a directory is used.
+
+        Keys: ``files`` (episode files in memory, oldest first), ``counter`` (the next file
+        counter: files at or above it were written after this checkpoint), ``pending`` (each
+        worker's unfinished steps as arrays), ``rng`` (sampler state) and, for a memory-only
+        replay, ``episodes`` (the completed episodes themselves as (worker, arrays)).
+        """
+        state = {
+            "version": _STATE_VERSION,
+            "capacity": self.capacity,
+            "length": self.length,
+            "counter": self._counter,
+            "files": [e.name for e in self._fifo] if self.directory is not None else [],
+            "episodes": [] if self.directory is not None else
+                        [(e.worker, {k: v.copy() for k, v in e.data.items()}) for e in self._fifo],
+            "pending": {w: {k: v.copy() for k, v in s.buffer.view().items()}
+                        for w, s in self._streams.items() if s.pending},
+            "rng": self.rng.bit_generator.state,
+            "workers": sorted(self._streams),
+        }
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the replay a checkpoint saw: its episode files, unfinished steps and RNG.
+
+        Episode files written after the checkpoint (counter >= ``state['counter']``) are moved
+        into ``directory/after_checkpoint/``: kept, never loaded, never deleted. Older files that
+        the checkpoint did not hold (dropped by FIFO) stay where they are and are not loaded.
+        """
+        if state.get("version") != _STATE_VERSION:
+            raise CheckpointError(
+                f"Replay state has version {state.get('version')}, this code reads version "
+                f"{_STATE_VERSION}. Resume with the code version that wrote the checkpoint, or "
+                f"start a new run.")
+        self._streams, self._fifo, self._steps, self._keys = {}, deque(), 0, None
+        for worker in state["workers"]:
+            self._streams[worker] = _Stream()
+        if state["files"] and self.directory is None:
+            raise CheckpointError(
+                "The checkpoint's replay lives in episode files, but this replay has no "
+                "directory. Resume with the run directory of that checkpoint.")
+        if self.directory is not None:
+            self._move_aside(set(state["files"]), state["counter"])
+            self._counter = max(state["counter"], self._next_counter())
+        episodes = []
+        for name in state["files"]:
+            if not (self.directory / name).exists():
+                raise CheckpointError(
+                    f"Replay file {self.directory / name} is listed in the checkpoint but "
+                    f"missing. Restore it into {self.directory} (look in {AFTER_CHECKPOINT}/ or "
+                    f"a backup), or resume from a newer checkpoint.")
+            episodes.append(_Episode(self._read(name), int(_NAME.match(name).group(2)), name))
+        for worker, data in state["episodes"]:
+            self._adopt_keys(data)
+            episodes.append(_Episode({k: v.copy() for k, v in data.items()}, worker, None))
+        for episode in episodes:
+            self._streams.setdefault(episode.worker, _Stream()).episodes.append(episode)
+            self._fifo.append(episode)
+            self._steps += len(episode)
+        for worker, data in state["pending"].items():
+            self._adopt_keys(data)
+            self._streams.setdefault(worker, _Stream()).buffer = _Buffer.from_arrays(data)
+            self._steps += len(data["is_first"])
+        for stream in self._streams.values():
+            stream.changed()
+        self._enforce_capacity()
+        self.rng.bit_generator.state = state["rng"]
