@@ -1,0 +1,221 @@
+"""Network building blocks shared by the world model, goal autoencoder and policies.
+
+Conventions (ALGORITHM.md §1): ELU activations, LayerNorm with eps 1e-3, no bias before a
+norm, output layers initialised small (variance scaling 0.1). Images are channels-last
+uint8 (..., H, W, C) at the interfaces and scaled to [0, 1] inside the encoder.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+LN_EPS = 1e-3
+
+
+def symlog(x: torch.Tensor) -> torch.Tensor:
+    return torch.sign(x) * torch.log1p(torch.abs(x))
+
+
+def symexp(x: torch.Tensor) -> torch.Tensor:
+    return torch.sign(x) * torch.expm1(torch.abs(x))
+
+
+def init_small(layer: nn.Linear, scale: float = 0.1) -> nn.Linear:
+    """Variance-scaling init (fan_avg, truncated normal) with a small scale for output layers."""
+    fan_avg = (layer.in_features + layer.out_features) / 2
+    std = math.sqrt(scale / fan_avg) / 0.87962566103423978
+    nn.init.trunc_normal_(layer.weight, std=std, a=-2 * std, b=2 * std)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+    return layer
+
+
+class DenseNorm(nn.Sequential):
+    """Linear (no bias) -> LayerNorm -> ELU."""
+
+    def __init__(self, inp: int, out: int):
+        super().__init__(nn.Linear(inp, out, bias=False), nn.LayerNorm(out, eps=LN_EPS), nn.ELU())
+
+
+class MLP(nn.Module):
+    """`layers` x DenseNorm of `units`, then a linear output of `out` (small init).
+
+    (..., inp) -> (..., out); `out=None` returns the last hidden layer (..., units).
+    """
+
+    def __init__(self, inp: int, out: int | None, layers: int, units: int, out_scale: float = 0.1):
+        super().__init__()
+        dims = [inp] + [units] * layers
+        self.hidden = nn.Sequential(*[DenseNorm(a, b) for a, b in zip(dims[:-1], dims[1:])])
+        self.out = init_small(nn.Linear(dims[-1], out), out_scale) if out is not None else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.hidden(x)
+        return self.out(x) if self.out is not None else x
+
+
+class ChannelNorm(nn.LayerNorm):
+    """LayerNorm over the channel axis of a (N, C, H, W) tensor."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def _conv_layers(size: int) -> int:
+    return {16: 2, 32: 3, 64: 4}[size]
+
+
+class ConvEncoder(nn.Module):
+    """Image (..., H, W, C) uint8 -> embedding (..., out_dim).
+
+    Convolutions with kernel 4, stride 2, no padding, channels d, 2d, 4d, 8d (64 px; fewer
+    layers for 32 and 16 px), each followed by LayerNorm and ELU: 64x64 -> 2x2x8d.
+    """
+
+    def __init__(self, size: int, channels: int, depth: int):
+        super().__init__()
+        layers, inp, res = [], channels, size
+        for i in range(_conv_layers(size)):
+            out = depth * 2 ** i
+            layers += [nn.Conv2d(inp, out, 4, 2, bias=False), ChannelNorm(out, eps=LN_EPS), nn.ELU()]
+            inp, res = out, (res - 4) // 2 + 1
+        self.net = nn.Sequential(*layers)
+        self.out_dim = inp * res * res
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        batch = image.shape[:-3]
+        x = image.reshape(-1, *image.shape[-3:]).permute(0, 3, 1, 2).float() / 255.0
+        return self.net(x).reshape(*batch, self.out_dim)
+
+
+class ConvDecoder(nn.Module):
+    """Feature (..., F) -> image mean (..., H, W, C) in [0, 1].
+
+    The feature is reshaped to 1x1xF and upsampled by transposed convolutions with stride 2
+    and kernels 5, 5, 6, 6 (64 px; 5, 6, 6 for 32 px; 6, 6 for 16 px), channels 4d, 2d, d, C,
+    LayerNorm + ELU on all but the last, sigmoid output.
+    """
+
+    KERNELS = {64: (5, 5, 6, 6), 32: (5, 6, 6), 16: (6, 6)}
+
+    def __init__(self, feat: int, size: int, channels: int, depth: int):
+        super().__init__()
+        kernels = self.KERNELS[size]
+        outs = [depth * 2 ** i for i in reversed(range(len(kernels) - 1))] + [channels]
+        layers, inp = [], feat
+        for i, (k, out) in enumerate(zip(kernels, outs)):
+            last = i == len(kernels) - 1
+            layers.append(nn.ConvTranspose2d(inp, out, k, 2, bias=last))
+            if not last:
+                layers += [ChannelNorm(out, eps=LN_EPS), nn.ELU()]
+            inp = out
+        self.net = nn.Sequential(*layers)
+        self.size, self.channels = size, channels
+
+    def forward(self, feat: torch.Tensor) -> torch.Tensor:
+        batch = feat.shape[:-1]
+        x = self.net(feat.reshape(-1, feat.shape[-1], 1, 1))
+        return torch.sigmoid(x).permute(0, 2, 3, 1).reshape(*batch, self.size, self.size, self.channels)
+
+
+class OneHotDist:
+    """Independent categoricals (..., vars, classes) with straight-through samples and
+    optional uniform mixing (`unimix`, e.g. 1% for the policies)."""
+
+    def __init__(self, logits: torch.Tensor, unimix: float = 0.0):
+        logits = logits.float()
+        if unimix > 0:
+            probs = F.softmax(logits, -1)
+            probs = (1 - unimix) * probs + unimix / logits.shape[-1]
+            logits = torch.log(probs)
+        self.logits = logits - logits.logsumexp(-1, keepdim=True)
+        self.probs = self.logits.exp()
+
+    def sample(self) -> torch.Tensor:
+        """One-hot sample with straight-through gradients: sample + probs - sg(probs)."""
+        index = torch.distributions.Categorical(logits=self.logits).sample()
+        onehot = F.one_hot(index, self.logits.shape[-1]).to(self.probs.dtype)
+        return onehot + self.probs - self.probs.detach()
+
+    def mode(self) -> torch.Tensor:
+        onehot = F.one_hot(self.logits.argmax(-1), self.logits.shape[-1]).to(self.probs.dtype)
+        return onehot + self.probs - self.probs.detach()
+
+    def log_prob(self, onehot: torch.Tensor) -> torch.Tensor:
+        """Summed over variables if the last two axes are (vars, classes): (...)"""
+        return (onehot * self.logits).sum(-1)
+
+    def entropy(self) -> torch.Tensor:
+        return -(self.probs * self.logits).sum(-1)
+
+
+def categorical_kl(lhs_logits: torch.Tensor, rhs_logits: torch.Tensor) -> torch.Tensor:
+    """KL(lhs || rhs) per categorical variable: (..., vars, classes) -> (..., vars)."""
+    lhs = F.log_softmax(lhs_logits.float(), -1)
+    rhs = F.log_softmax(rhs_logits.float(), -1)
+    return (lhs.exp() * (lhs - rhs)).sum(-1)
+
+
+class Adaptive(nn.Module):
+    """A coefficient that adapts toward a target (KL scales, entropy bonus).
+
+    `increase_above=True` (KL scales): x1.1 when value > 1.1 * target, /1.1 when
+    value < target / 1.1. `increase_above=False` (entropy): x1.1 when value < target / 1.1,
+    /1.1 when value > 1.1 * target. The scale is clipped to [low, high].
+    """
+
+    def __init__(self, init: float, target: float, low: float, high: float,
+                 increase_above: bool = True, rate: float = 1.1):
+        super().__init__()
+        self.target, self.low, self.high, self.rate = target, low, high, rate
+        self.increase_above = increase_above
+        self.register_buffer("scale", torch.tensor(float(init)))
+
+    def __call__(self) -> torch.Tensor:  # type: ignore[override]
+        return self.scale
+
+    @torch.no_grad()
+    def update(self, value: torch.Tensor | float) -> None:
+        value = float(value)
+        above, below = value > self.target * self.rate, value < self.target / self.rate
+        if not self.increase_above:
+            above, below = below, above
+        factor = self.rate if above else (1 / self.rate if below else 1.0)
+        self.scale.copy_((self.scale * factor).clamp(self.low, self.high))
+
+
+class Normalizer(nn.Module):
+    """EMA of a quantity's mean and mean-square, for return and advantage normalisation."""
+
+    def __init__(self, decay: float, min_std: float = 0.0):
+        super().__init__()
+        self.decay, self.min_std = decay, min_std
+        self.register_buffer("mean", torch.zeros(()))
+        self.register_buffer("sqr", torch.zeros(()))
+        self.register_buffer("count", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        x = x.detach().float()
+        d = self.decay if self.count > 0 else 0.0
+        self.mean.mul_(d).add_((1 - d) * x.mean())
+        self.sqr.mul_(d).add_((1 - d) * (x ** 2).mean())
+        self.count += 1
+
+    def std(self) -> torch.Tensor:
+        return (self.sqr - self.mean ** 2).clamp(min=0).sqrt().clamp(min=self.min_std)
+
+
+def make_optimizer(module: nn.Module, lr: float, eps: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW with decoupled weight decay on weight matrices only (biases, norms, learned
+    initial states are skipped)."""
+    decay, no_decay = [], []
+    for name, p in module.named_parameters():
+        if not p.requires_grad:
+            continue
+        (decay if p.ndim >= 2 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, eps=eps)
