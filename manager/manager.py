@@ -1,0 +1,50 @@
+"""The manager (ALGORITHM.md §3): a policy over goal codes acting every K steps.
+
+It is trained on the abstract trajectory of the joint rollout, the states at t = 0, K, 2K,
+with two critics: the task reward (extr) and the goal autoencoder's exploration bonus (expl).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from director.actor_critic import ActorCritic
+from director.config import ManagerConfig
+
+
+def abstract_rewards(reward: torch.Tensor, cont: torch.Tensor, k: int) -> torch.Tensor:
+    """Continuation-weighted mean of each block of K step rewards.
+
+    reward (N, H+1) with reward[:, t] earned on reaching s_t (index 0 unused), cont (N, H+1)
+    -> (N, H/K): block j = mean over t in (jK, (j+1)K] of cont_t * reward_t.
+    """
+    n, horizon = reward.shape[0], reward.shape[1] - 1
+    return (reward[:, 1:] * cont[:, 1:]).reshape(n, horizon // k, k).mean(-1)
+
+
+def abstract_cont(cont: torch.Tensor, k: int) -> torch.Tensor:
+    """Continuation of the abstract states s_0, s_K, ...: (N, H+1) -> (N, H/K + 1); the
+    abstract continuation of s_{jK} is the product of the step continuations of its block."""
+    n, horizon = cont.shape[0], cont.shape[1] - 1
+    blocks = cont[:, 1:].reshape(n, horizon // k, k).prod(-1)
+    return torch.cat([cont[:, :1], blocks], 1)
+
+
+class Manager(nn.Module):
+    def __init__(self, cfg: ManagerConfig, feat_size: int, code_vars: int, code_classes: int):
+        super().__init__()
+        self.cfg = cfg
+        self.ac = ActorCritic(feat_size, ("discrete", code_vars, code_classes),
+                              {"extr": cfg.extr, "expl": cfg.expl}, cfg.ac)
+
+    def abstract_trajectory(self, traj: dict) -> dict:
+        """traj: feat (N, H+1, F), code (N, H+1, V*C) = code active in each state,
+        extr and expl (N, H+1) step rewards, cont (N, H+1) -> actor-critic trajectory over the
+        states s_0, s_K, ..., s_H with one reward per block."""
+        k = self.cfg.goal_every
+        idx = torch.arange(0, traj["feat"].shape[1], k, device=traj["feat"].device)
+        code = traj["code"][:, idx]
+        code = torch.cat([code[:, :-1], torch.zeros_like(code[:, -1:])], 1)  # no code chosen at s_H
+        rewards = {name: abstract_rewards(traj[name], traj["cont"], k) for name in self.ac.scales}
+        return {"feat": traj["feat"][:, idx], "action": code, "rewards": rewards,
+                "cont": abstract_cont(traj["cont"], k)}
