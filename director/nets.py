@@ -25,6 +25,11 @@ def symexp(x: torch.Tensor) -> torch.Tensor:
 
 def init_small(layer: nn.Linear, scale: float = 0.1) -> nn.Linear:
     """Variance-scaling init (fan_avg, truncated normal) with a small scale for output layers."""
+    if scale == 0:
+        nn.init.zeros_(layer.weight)
+        if layer.bias is not None:
+            nn.init.zeros_(layer.bias)
+        return layer
     fan_avg = (layer.in_features + layer.out_features) / 2
     std = math.sqrt(scale / fan_avg) / 0.87962566103423978
     nn.init.trunc_normal_(layer.weight, std=std, a=-2 * std, b=2 * std)
