@@ -458,3 +458,60 @@ class Replay:
             stream.changed()
         self._enforce_capacity()
         self.rng.bit_generator.state = state["rng"]
+
+
+def _benchmark(steps: int = 40_000, workers: int = 4, episode: int = 1000) -> str:
+    """Measure RAM per step, disk per step, sampling and writing time at 64x64.
+
+    Frames imitate Pin Pad (flat colours, a moving agent); noise frames give the disk worst case.
+    Run: ``python -m director.replay [steps]``.
+    """
+    import tempfile
+    import time
+
+    rng = np.random.default_rng(0)
+    grid = np.full((16, 16, 3), 230, np.uint8)
+    grid[0] = grid[-3] = grid[:, 0] = grid[:, -1] = 80
+    for y, x, colour in [(3, 3, (200, 60, 60)), (3, 11, (60, 200, 60)), (10, 7, (60, 60, 200))]:
+        grid[y:y + 2, x:x + 2] = colour
+    lines = []
+    for kind in ("pinpad-like", "noise"):
+        with tempfile.TemporaryDirectory() as directory:
+            replay = Replay(directory, capacity=10**6, length=64)
+            pos, write_s = np.array([5, 5]), 0.0
+            for t in range(steps // workers):
+                for worker in range(workers):
+                    if kind == "noise":
+                        image = rng.integers(0, 256, (64, 64, 3), np.uint8)
+                    else:
+                        pos = np.clip(pos + rng.integers(-1, 2, 2), 1, 12)
+                        frame = grid.copy()
+                        frame[pos[0], pos[1]] = 0
+                        image = np.kron(frame, np.ones((4, 4, 1), np.uint8))
+                    step = {"image": image, "reward": 0.0, "is_first": t % episode == 0,
+                            "is_last": t % episode == episode - 1, "is_terminal": False,
+                            "action": np.eye(5, dtype=np.float32)[t % 5]}
+                    start = time.perf_counter()
+                    replay.add(step, worker)
+                    write_s += (time.perf_counter() - start) * step["is_last"]
+            files = list(Path(directory).glob("*.npz"))
+            written = sum(int(_NAME.match(f.name).group(3)) for f in files)
+            data = sum(v.nbytes for e in replay._fifo for v in e.data.values())
+            replay.sample(16)
+            start = time.perf_counter()
+            for _ in range(50):
+                replay.sample(16)
+            sample_ms = (time.perf_counter() - start) / 50 * 1e3
+            lines.append(
+                f"replay {kind} 64x64: RAM {data / written:.0f} B/step "
+                f"({replay.stats()['nbytes'] / len(replay):.0f} B/step with unfinished-episode "
+                f"buffers), disk {sum(f.stat().st_size for f in files) / written:.0f} B/step, "
+                f"sample 16x64 {sample_ms:.1f} ms, write {write_s / len(files) * 1e3:.0f} ms per "
+                f"{episode}-step episode")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(_benchmark(int(sys.argv[1]) if len(sys.argv) > 1 else 40_000))
