@@ -102,7 +102,8 @@ def test_flags_rewards_and_autoreset_bookkeeping():
     assert not any(bool(s["is_terminal"]) for s in steps[1])
     # The policy saw the same (N, ...) observations, vectors as float32.
     assert policy.seen[3]["is_last"].tolist() == [True, False]
-    assert policy.seen[0]["image"].shape == (2, 4, 4, 3) and policy.seen[0]["image"].dtype == np.uint8
+    assert policy.seen[0]["image"].shape == (2, 4, 4, 3)
+    assert policy.seen[0]["image"].dtype == np.uint8
     assert policy.seen[0]["counter"].dtype == np.float32
     assert steps[0][0]["reward"].dtype == np.float32
 
