@@ -1,0 +1,152 @@
+"""The `director` command line.
+
+    director train [PRESET] [key=value ...]      train a new run (default preset: default)
+    director train --resume RUN_DIR [key=value]  continue a run exactly where it stopped
+    director eval RUN_DIR|CKPT [--world NAME] [--episodes N]
+    director worlds list | show NAME [--steps N] [--out FILE]
+    director config [PRESET] [key=value ...]     print the resolved configuration
+    director goals RUN_DIR|CKPT [--out DIR]      goal visualisation report
+
+Errors a user can fix (bad world, config key/value, checkpoint, missing optional dependency)
+print one paragraph and exit with code 2, without a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+os.environ.setdefault("PYGLET_HEADLESS", "1")
+os.environ.setdefault("LP_NUM_THREADS", "0")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from director import config as config_lib
+    from director.run import train
+    preset, overrides = args.preset, list(args.overrides)
+    if preset is not None and "=" in preset:
+        overrides, preset = [preset] + overrides, None
+    if args.resume:
+        cfg = config_lib.load(preset or "default", overrides) if (preset or overrides) else None
+        if cfg is not None and not overrides:
+            cfg = None
+        run_dir = train(cfg, resume=args.resume, progress=not args.no_progress,
+                        extra_steps=None)
+    else:
+        cfg = config_lib.load(preset or "default", overrides)
+        run_dir = train(cfg, progress=not args.no_progress)
+    print(f"run directory: {run_dir}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from director.run import evaluate, load_module
+    module, info = load_module(args.target, world=args.world)
+    result = evaluate(module, episodes=args.episodes, seed=args.seed)
+    result.update(world=module.cfg.env.world, updates=info["updates"], env_steps=info["env_steps"])
+    print(json.dumps(result))
+    return 0
+
+
+def _cmd_worlds(args: argparse.Namespace) -> int:
+    import worlds
+    if args.action == "list":
+        for name in worlds.names():
+            print(f"{name:28s} {worlds.describe(name)}")
+        return 0
+    if not args.name:
+        raise SystemExit("director worlds show: give a world NAME (see `director worlds list`)")
+    out = Path(args.out) if args.out else Path("out") / f"{args.name.replace(':', '_').replace('/', '_')}.gif"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    paths = worlds.show(args.name, steps=args.steps, out=out, seed=args.seed, size=args.size)
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    from director import config as config_lib
+    preset, overrides = args.preset, list(args.overrides)
+    if preset is not None and "=" in preset:
+        overrides, preset = [preset] + overrides, None
+    if args.keys:
+        print("\n".join(config_lib.valid_keys()))
+        return 0
+    print(config_lib.to_yaml(config_lib.load(preset or "default", overrides)), end="")
+    return 0
+
+
+def _cmd_goals(args: argparse.Namespace) -> int:
+    from goal_vis.report import goals_command
+    return goals_command(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="director", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a new run or resume one")
+    p.add_argument("preset", nargs="?", help="preset name or YAML path (default: default)")
+    p.add_argument("overrides", nargs="*", help="key=value configuration overrides")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue this run directory")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a trained agent (worker's mode action)")
+    p.add_argument("target", help="run directory or checkpoint file")
+    p.add_argument("--world", help="evaluate on another world with the same spaces")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=12345)
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("worlds", help="list worlds or show a random rollout of one")
+    p.add_argument("action", choices=["list", "show"])
+    p.add_argument("name", nargs="?")
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--out", help="GIF path (a PNG strip is written next to it)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=64)
+    p.set_defaults(func=_cmd_worlds)
+
+    p = sub.add_parser("config", help="print the resolved configuration")
+    p.add_argument("preset", nargs="?")
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--keys", action="store_true", help="list every configuration key")
+    p.set_defaults(func=_cmd_config)
+
+    p = sub.add_parser("goals", help="goal visualisation: videos, contact sheet, atlas, HTML report")
+    p.add_argument("target", help="run directory or checkpoint file")
+    p.add_argument("--world", help="run on another world with the same spaces")
+    p.add_argument("--episodes", type=int, default=1)
+    p.add_argument("--out", help="output directory (default: RUN_DIR/goals)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_goals)
+    return parser
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from director.errors import UserError
+    errors: list[type[BaseException]] = [UserError]
+    try:
+        from worlds import WorldError
+        errors.append(WorldError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errors)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except _user_errors() as e:
+        code = getattr(e, "exit_code", 2)
+        print("director: error: " + textwrap.fill(str(e), width=100), file=sys.stderr)
+        return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

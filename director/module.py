@@ -1,0 +1,245 @@
+"""`DirectorModule`: the agent as a LightningModule with manual optimisation.
+
+A thin wrapper: the learning logic lives in `director.agent.Agent` (plain PyTorch). The
+module owns the experience stream (envs + replay, one per DDP rank), steps the agent's
+optimisers through Lightning (so precision plugins and DDP gradient averaging apply), logs
+metrics, and adds to Lightning checkpoints what a run needs to continue exactly: adaptive
+coefficients and normalisers (as buffers), counters, and per-rank stream files holding the
+replay, envs, acting carry and RNG states.
+
+    module = DirectorModule(director.config.load("default", ["env.world=maze-s"]))
+    trainer = lightning.Trainer(max_epochs=1, callbacks=[RunCheckpoint()])
+    trainer.fit(module)
+"""
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+import worlds
+from director import config as config_lib
+from director.agent import Agent
+from director.collect import action_size, is_discrete
+from director.config import Config
+from director.data import ExperienceStream, to_torch
+from director.errors import CheckpointError, UserError
+
+
+class TrainingDiverged(UserError):
+    """Too many consecutive non-finite losses."""
+
+    exit_code = 1
+
+
+def world_spec(cfg: Config) -> dict[str, Any]:
+    """Image shape, action spec and vector sizes of the configured world (one env is built)."""
+    env = worlds.make(cfg.env.world, size=cfg.env.size, seed=cfg.train.seed)
+    try:
+        space = env.observation_space
+        image = tuple(int(x) for x in space["image"].shape)
+        vectors = {k: int(np.prod(s.shape)) for k, s in space.spaces.items() if k != "image"}
+        act = env.action_space
+        action = ("discrete" if is_discrete(act) else "continuous", action_size(act))
+    finally:
+        env.close()
+    return {"image_shape": image, "action": action, "vectors": vectors}
+
+
+def _atomic_pickle(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class DirectorModule(L.LightningModule):
+    """Director (or the flat / world-model-only baselines) as a LightningModule.
+
+    Args:
+        config: a Config, its dict form, or a preset name.
+        run_dir: where replay episodes and stream files go; None keeps the replay in memory.
+        spec: world spec (image_shape, action, vectors); derived from the world when None.
+    """
+
+    def __init__(self, config: Config | dict | str = "default", run_dir: str | Path | None = None,
+                 spec: dict | None = None):
+        super().__init__()
+        if isinstance(config, str):
+            config = config_lib.load(config)
+        elif isinstance(config, dict):
+            config = config_lib.from_dict(config)
+        self.cfg = config
+        self.spec = spec or world_spec(config)
+        self.save_hyperparameters({"config": config_lib.to_dict(config), "spec": self.spec})
+        self.agent = Agent(config, self.spec["image_shape"], self.spec["action"], self.spec["vectors"])
+        self.automatic_optimization = False
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.stream: ExperienceStream | None = None
+        self._stream_state: dict | None = None
+        self.bad_updates = 0  # consecutive non-finite losses
+        self.skipped_updates = 0
+        self.episode_log: list[dict] = []  # every finished episode of this rank: {env_steps, return, ...}
+
+    # ------------------------------------------------------------------ data
+    def make_envs(self, seed: int):
+        c = self.cfg.env
+        return worlds.make_vector(c.world, c.num_envs, size=c.size, seed=seed, asynchronous=c.asynchronous)
+
+    def act(self, obs: dict[str, np.ndarray], carry: Any, mode: str = "train") -> tuple[np.ndarray, Any, dict]:
+        """numpy obs (N, ...) -> numpy actions (N, A), carry, info."""
+        action, carry, info = self.agent.policy(to_torch(obs, self.device), carry, mode)
+        return action.cpu().numpy(), carry, info
+
+    def train_dataloader(self) -> DataLoader:
+        rank, world = (self.global_rank, self.trainer.world_size) if self._trainer else (0, 1)
+        replay_dir = self.run_dir / "replay" / f"rank{rank}" if self.run_dir else None
+        if self.stream is not None:
+            self.stream.close()
+        self.stream = ExperienceStream(self.cfg, self.make_envs, self.act, replay_dir, rank, world)
+        if self._stream_state is not None:
+            self.stream.load_state_dict(self._stream_state)
+            self._stream_state = None
+        elif replay_dir is not None:
+            self.stream.replay.load()  # re-opened run directory without a checkpoint
+        return DataLoader(self.stream, batch_size=None, num_workers=0)
+
+    # ------------------------------------------------------------------ learning
+    def configure_optimizers(self):
+        return self.agent.make_optimizers()
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        loss, metrics = self.agent.loss(batch)
+        if not torch.isfinite(loss).item():
+            self.bad_updates += 1
+            self.skipped_updates += 1
+            self.log("skipped_updates", float(self.skipped_updates))
+            if self.bad_updates >= self.cfg.train.max_bad_updates:
+                raise TrainingDiverged(
+                    f"The loss was not finite in {self.bad_updates} consecutive updates (last "
+                    f"metrics: { {k: round(float(v), 4) for k, v in list(metrics.items())[:6]} }); "
+                    "training stopped instead of learning from garbage. The last checkpoint is "
+                    "intact: lower the learning rates (e.g. model.opt.lr) or use 32-true precision, "
+                    "then resume with --resume.")
+            return
+        self.bad_updates = 0
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        for (name, _, ocfg), opt in zip(self.agent.optim_groups(), optimizers):
+            self.clip_gradients(opt, gradient_clip_val=ocfg.clip, gradient_clip_algorithm="norm")
+            opt.step()
+        self.agent.after_update(metrics)
+        self._log_metrics(metrics)
+
+    def _log_metrics(self, metrics: dict[str, torch.Tensor]) -> None:
+        stream = self.stream
+        env_steps = stream.env_steps * (self.trainer.world_size if self._trainer else 1)
+        for ep in stream.pop_episodes() if stream else []:
+            self.episode_log.append({"env_steps": env_steps, **ep})
+        self.log("env_steps", float(env_steps), prog_bar=True, reduce_fx="max")
+        recent = self.episode_log[-20:]
+        if recent:
+            self.log("return", float(np.mean([e["return"] for e in recent])), prog_bar=True)
+            self.log("success", float(np.mean([e["success"] for e in recent])), prog_bar=True)
+            self.log("episode_length", float(np.mean([e["length"] for e in recent])))
+        self.log("updates", float(self.agent.updates))
+        if self.agent.updates % max(1, self.cfg.train.log_every // self.cfg.replay.train_every) == 0:
+            self.log_dict({k: float(v) for k, v in metrics.items()})
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["director"] = {
+            "config": config_lib.to_dict(self.cfg), "spec": self.spec,
+            "updates": int(self.agent.updates), "skipped_updates": self.skipped_updates,
+            "env_steps": (self.stream.env_steps if self.stream else 0),
+            "stream_tag": getattr(self, "_stream_tag", None),
+            "episode_log": self.episode_log,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        info = checkpoint.get("director")
+        if info is None:
+            raise CheckpointError("This checkpoint was not written by Director (no 'director' entry). "
+                                  "Pass a checkpoint from a Director run directory.")
+        self.skipped_updates = info["skipped_updates"]
+        self.episode_log = list(info["episode_log"])
+        tag = info["stream_tag"]
+        if tag is not None and self.run_dir is not None:
+            rank = self.global_rank if self._trainer else 0
+            path = self.run_dir / "checkpoints" / f"stream-rank{rank}-{tag}.pkl"
+            try:
+                with open(path, "rb") as f:
+                    self._stream_state = pickle.load(f)
+            except FileNotFoundError:
+                raise CheckpointError(f"The stream file {path} of this checkpoint is missing, so the "
+                                      "replay and envs cannot be restored. Restore the file, or start a "
+                                      "new run.") from None
+            except Exception as e:  # noqa: BLE001
+                raise CheckpointError(f"The stream file {path} is unreadable ({type(e).__name__}: {e}). "
+                                      "Restore it from a backup, or start a new run.") from None
+
+    def save_stream(self, tag: str) -> None:
+        """Write this rank's stream state (replay, envs, carry, RNGs) atomically."""
+        if self.run_dir is None or self.stream is None:
+            return
+        self._stream_tag = tag
+        folder = self.run_dir / "checkpoints"
+        folder.mkdir(parents=True, exist_ok=True)
+        _atomic_pickle(self.stream.state_dict(), folder / f"stream-rank{self.global_rank}-{tag}.pkl")
+
+
+class RunCheckpoint(L.Callback):
+    """Atomic checkpoints of a run: every `every` env steps, on SIGTERM and on Ctrl-C.
+
+    Writes RUN_DIR/checkpoints/last.ckpt (via a temporary file and os.replace, so a crash
+    while writing leaves the previous checkpoint usable) plus one stream file per rank."""
+
+    def __init__(self, every: int | None = None):
+        self.every = every
+        self._last = 0
+
+    def save(self, trainer: L.Trainer, module: DirectorModule) -> Path | None:
+        if module.run_dir is None or module.stream is None:
+            return None
+        folder = module.run_dir / "checkpoints"
+        tag = f"{int(module.agent.updates):09d}"
+        module.save_stream(tag)
+        trainer.strategy.barrier("director-stream")
+        tmp = folder / "last.ckpt.tmp"
+        trainer.save_checkpoint(tmp)
+        if trainer.is_global_zero:
+            os.replace(tmp, folder / "last.ckpt")
+        trainer.strategy.barrier("director-ckpt")
+        for old in folder.glob(f"stream-rank{trainer.global_rank}-*.pkl"):
+            if not old.name.endswith(f"-{tag}.pkl"):
+                old.unlink()
+        return folder / "last.ckpt"
+
+    def on_train_start(self, trainer: L.Trainer, module: DirectorModule) -> None:
+        every = self.every or module.cfg.train.checkpoint_every
+        self._last = (module.stream.env_steps if module.stream else 0) // max(1, every // trainer.world_size)
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: DirectorModule, *args: Any) -> None:
+        every = max(1, (self.every or module.cfg.train.checkpoint_every) // trainer.world_size)
+        mark = module.stream.env_steps // every
+        if mark > self._last or trainer.received_sigterm:
+            self._last = mark
+            self.save(trainer, module)
+
+    def on_train_end(self, trainer: L.Trainer, module: DirectorModule) -> None:
+        self.save(trainer, module)
+
+    def on_exception(self, trainer: L.Trainer, module: DirectorModule, exception: BaseException) -> None:
+        if isinstance(exception, KeyboardInterrupt) and trainer.world_size == 1:
+            self.save(trainer, module)

@@ -1,0 +1,194 @@
+"""Runs: create or resume a run directory and train, evaluate a checkpoint.
+
+A run directory holds:
+    config.yaml            the resolved configuration
+    metrics.csv            metrics rows (Lightning CSVLogger); tensorboard/ when installed
+    episodes.csv           one row per finished training episode
+    checkpoints/last.ckpt  the latest atomic checkpoint (+ stream-rank<r>-<tag>.pkl files)
+    replay/rank<r>/        episodes as compressed .npz files
+"""
+from __future__ import annotations
+
+import csv
+import datetime
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+import worlds
+from director import config as config_lib
+from director.config import Config
+from director.errors import CheckpointError, ConfigError
+from director.module import DirectorModule, RunCheckpoint
+
+
+def default_run_dir(cfg: Config) -> Path:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{cfg.env.world.replace(':', '_').replace('/', '_')}-{cfg.agent}-{stamp}"
+
+
+def _loggers(run_dir: Path) -> list:
+    from lightning.pytorch.loggers import CSVLogger
+    loggers: list = [CSVLogger(save_dir=str(run_dir), name="", version="")]
+    try:
+        import tensorboard  # noqa: F401
+        from lightning.pytorch.loggers import TensorBoardLogger
+        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=""))
+    except ImportError:
+        pass
+    return loggers
+
+
+class EpisodeWriter(L.Callback):
+    """Appends each finished training episode to RUN_DIR/episodes.csv (rank 0)."""
+
+    FIELDS = ["env_steps", "return", "length", "success", "restarted", "worker"]
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.written = 0
+
+    def on_train_start(self, trainer: L.Trainer, module: DirectorModule) -> None:
+        self.written = len(module.episode_log)
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: DirectorModule, *args: Any) -> None:
+        if not trainer.is_global_zero:
+            return
+        new = module.episode_log[self.written:]
+        if not new:
+            return
+        exists = self.path.exists()
+        with open(self.path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.FIELDS, extrasaction="ignore")
+            if not exists:
+                writer.writeheader()
+            writer.writerows(new)
+        self.written = len(module.episode_log)
+
+
+def load_checkpoint_info(path: Path) -> dict:
+    """The 'director' entry of a checkpoint, with clear errors for missing/corrupt files."""
+    if not path.exists():
+        raise CheckpointError(f"No checkpoint at {path}. Pass a run directory that contains "
+                              "checkpoints/last.ckpt, or a .ckpt file.")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001
+        raise CheckpointError(f"The checkpoint {path} is corrupt or unreadable ({type(e).__name__}). "
+                              "Use an earlier copy or start a new run; nothing was changed.") from None
+    if not isinstance(ckpt, dict) or "director" not in ckpt or "state_dict" not in ckpt:
+        raise CheckpointError(f"{path} is not a Director checkpoint. Pass checkpoints/last.ckpt of a run.")
+    return ckpt
+
+
+def resolve_checkpoint(target: str | Path) -> tuple[Path, Path | None]:
+    """RUN_DIR or checkpoint file -> (checkpoint path, run dir or None)."""
+    target = Path(target)
+    if target.is_dir():
+        return target / "checkpoints" / "last.ckpt", target
+    if target.parent.name == "checkpoints":
+        return target, target.parent.parent
+    return target, None
+
+
+def make_trainer(cfg: Config, run_dir: Path, callbacks: list, progress: bool = True) -> L.Trainer:
+    strategy = "ddp" if cfg.train.devices > 1 else "auto"
+    return L.Trainer(
+        accelerator=cfg.train.accelerator, devices=cfg.train.devices, strategy=strategy,
+        precision=cfg.train.precision, max_epochs=1, logger=_loggers(run_dir), callbacks=callbacks,
+        enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=1,
+        enable_checkpointing=False, num_sanity_val_steps=0, deterministic=False)
+
+
+def train(cfg: Config | None = None, resume: str | Path | None = None, progress: bool = True,
+          extra_steps: int | None = None) -> Path:
+    """Train a new run (cfg) or continue one (resume=RUN_DIR). Returns the run directory."""
+    ckpt_path = None
+    if resume is not None:
+        ckpt_path, run_dir = resolve_checkpoint(resume)
+        if run_dir is None:
+            raise CheckpointError(f"--resume needs a run directory (or its checkpoints/last.ckpt), got {resume}.")
+        info = load_checkpoint_info(ckpt_path)["director"]
+        stored = config_lib.from_dict(info["config"])
+        if cfg is not None and cfg != stored:
+            cfg = config_lib.from_dict({**config_lib.to_dict(stored), "train": config_lib.to_dict(cfg)["train"]})
+        else:
+            cfg = stored
+        if extra_steps:
+            cfg.train.steps = extra_steps
+    else:
+        assert cfg is not None
+        run_dir = Path(cfg.train.run_dir) if cfg.train.run_dir else default_run_dir(cfg)
+        if (run_dir / "checkpoints" / "last.ckpt").exists():
+            raise ConfigError(f"The run directory {run_dir} already holds a run. Continue it with "
+                              f"`director train --resume {run_dir}`, or choose another train.run_dir.")
+    worlds.make(cfg.env.world, size=cfg.env.size).close()  # fail early on a bad world
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_lib.save(cfg, run_dir / "config.yaml")
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    module = DirectorModule(cfg, run_dir=run_dir)
+    trainer = make_trainer(cfg, run_dir, [RunCheckpoint(), EpisodeWriter(run_dir / "episodes.csv")], progress)
+    trainer.fit(module, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    if module.stream is not None:
+        module.stream.close()
+    return run_dir
+
+
+def load_module(target: str | Path, world: str | None = None) -> tuple[DirectorModule, dict]:
+    """Load a trained DirectorModule from RUN_DIR or a checkpoint file (CPU, eval mode)."""
+    ckpt_path, run_dir = resolve_checkpoint(target)
+    ckpt = load_checkpoint_info(ckpt_path)
+    info = ckpt["director"]
+    cfg = config_lib.from_dict(info["config"])
+    if world is not None and world != cfg.env.world:
+        from director.module import world_spec
+        other = config_lib.from_dict({**config_lib.to_dict(cfg), "env": {**config_lib.to_dict(cfg)["env"], "world": world}})
+        spec = world_spec(other)
+        if spec != info["spec"]:
+            raise CheckpointError(
+                f"World {world!r} does not match the checkpoint: it has observations/actions "
+                f"{spec}, the agent was trained on {cfg.env.world!r} with {info['spec']}. Evaluate "
+                "on a world with the same image size and action space.")
+        cfg = other
+    module = DirectorModule(cfg, run_dir=None, spec=info["spec"])
+    try:
+        module.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        raise CheckpointError(f"The checkpoint {ckpt_path} does not match its configuration ({e}). "
+                              "It may come from another version of Director.") from None
+    module.eval()
+    return module, info
+
+
+def evaluate(module: DirectorModule, episodes: int = 10, seed: int = 12345, mode: str = "eval",
+             max_steps: int | None = None) -> dict[str, float]:
+    """Run full episodes with the worker's mode action; return mean return and success rate."""
+    from director.collect import Collector
+    cfg = module.cfg
+    envs = worlds.make_vector(cfg.env.world, min(cfg.env.num_envs, episodes), size=cfg.env.size, seed=seed)
+    collector = Collector(envs, None)
+    collector.reset(seed=seed)
+    carry, done, steps = None, [], 0
+
+    def policy(obs: dict[str, np.ndarray]) -> np.ndarray:
+        nonlocal carry
+        action, carry, _ = module.act(obs, carry, mode)
+        return action
+
+    while len(done) < episodes and (max_steps is None or steps < max_steps):
+        done += collector.step(policy)
+        steps += 1
+    envs.close()
+    done = done[:episodes]
+    return {"episodes": len(done), "return": float(np.mean([e["return"] for e in done])) if done else float("nan"),
+            "success": float(np.mean([e["success"] for e in done])) if done else float("nan"),
+            "length": float(np.mean([e["length"] for e in done])) if done else float("nan")}
+
+
+os.environ.setdefault("PYGLET_HEADLESS", "1")
