@@ -30,11 +30,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if preset is not None and "=" in preset:
         overrides, preset = [preset] + overrides, None
     if args.resume:
-        cfg = config_lib.load(preset or "default", overrides) if (preset or overrides) else None
-        if cfg is not None and not overrides:
-            cfg = None
-        run_dir = train(cfg, resume=args.resume, progress=not args.no_progress,
-                        extra_steps=None)
+        if preset is not None:
+            raise config_lib.ConfigError("--resume continues a run with its stored configuration; "
+                                         f"drop the preset {preset!r} (train.* overrides are allowed).")
+        run_dir = train(None, resume=args.resume, progress=not args.no_progress, overrides=overrides)
     else:
         cfg = config_lib.load(preset or "default", overrides)
         run_dir = train(cfg, progress=not args.no_progress)

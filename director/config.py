@@ -284,6 +284,23 @@ def load(preset: str | Path = "default", overrides: Iterable[str] = ()) -> Confi
     return result
 
 
+def apply_overrides(cfg: Config, overrides: Iterable[str], only: str | None = None) -> Config:
+    """A copy of cfg with key=value overrides; `only` restricts them to one section
+    (e.g. "train." when resuming a run, whose networks must keep their shapes)."""
+    overrides = list(overrides)
+    if only:
+        for item in overrides:
+            key = item.split("=", 1)[0].strip()
+            if not key.startswith(only):
+                raise ConfigError(f"Cannot change {key!r} when resuming a run: its networks and "
+                                  f"replay were built with the stored value. Only {only}* keys may "
+                                  "change; start a new run to change the rest.")
+    merged = _merge(OmegaConf.structured(cfg), _parse_overrides(overrides), "the command-line overrides")
+    result: Config = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    validate(result)
+    return result
+
+
 def from_dict(data: dict) -> Config:
     """Rebuild a Config from `to_dict` output (e.g. stored in a checkpoint)."""
     cfg = _merge(OmegaConf.structured(Config), data, "the stored configuration")

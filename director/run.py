@@ -2,7 +2,8 @@
 
 A run directory holds:
     config.yaml            the resolved configuration
-    metrics.csv            metrics rows (Lightning CSVLogger); tensorboard/ when installed
+    logs/version_<n>/metrics.csv  metrics rows of each training session (Lightning CSVLogger);
+                           tensorboard/ when tensorboard is installed
     episodes.csv           one row per finished training episode
     checkpoints/last.ckpt  the latest atomic checkpoint (+ stream-rank<r>-<tag>.pkl files)
     replay/rank<r>/        episodes as compressed .npz files
@@ -33,11 +34,12 @@ def default_run_dir(cfg: Config) -> Path:
 
 def _loggers(run_dir: Path) -> list:
     from lightning.pytorch.loggers import CSVLogger
-    loggers: list = [CSVLogger(save_dir=str(run_dir), name="", version="")]
+    # One CSV per training session (logs/version_<n>/metrics.csv): resuming never overwrites.
+    loggers: list = [CSVLogger(save_dir=str(run_dir), name="logs")]
     try:
         import tensorboard  # noqa: F401
         from lightning.pytorch.loggers import TensorBoardLogger
-        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=""))
+        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="tensorboard"))
     except ImportError:
         pass
     return loggers
@@ -95,31 +97,30 @@ def resolve_checkpoint(target: str | Path) -> tuple[Path, Path | None]:
     return target, None
 
 
-def make_trainer(cfg: Config, run_dir: Path, callbacks: list, progress: bool = True) -> L.Trainer:
+def make_trainer(cfg: Config, run_dir: Path, callbacks: list, progress: bool = True,
+                 epochs: int = 1) -> L.Trainer:
     strategy = "ddp" if cfg.train.devices > 1 else "auto"
     return L.Trainer(
         accelerator=cfg.train.accelerator, devices=cfg.train.devices, strategy=strategy,
-        precision=cfg.train.precision, max_epochs=1, logger=_loggers(run_dir), callbacks=callbacks,
+        precision=cfg.train.precision, max_epochs=epochs, logger=_loggers(run_dir), callbacks=callbacks,
         enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=1,
         enable_checkpointing=False, num_sanity_val_steps=0, deterministic=False)
 
 
 def train(cfg: Config | None = None, resume: str | Path | None = None, progress: bool = True,
-          extra_steps: int | None = None) -> Path:
-    """Train a new run (cfg) or continue one (resume=RUN_DIR). Returns the run directory."""
-    ckpt_path = None
+          overrides: list[str] | tuple[str, ...] = ()) -> Path:
+    """Train a new run (cfg) or continue one (resume=RUN_DIR, with optional `train.*`
+    overrides such as a larger train.steps). Returns the run directory."""
+    ckpt_path, epochs = None, 1
     if resume is not None:
         ckpt_path, run_dir = resolve_checkpoint(resume)
         if run_dir is None:
             raise CheckpointError(f"--resume needs a run directory (or its checkpoints/last.ckpt), got {resume}.")
-        info = load_checkpoint_info(ckpt_path)["director"]
-        stored = config_lib.from_dict(info["config"])
-        if cfg is not None and cfg != stored:
-            cfg = config_lib.from_dict({**config_lib.to_dict(stored), "train": config_lib.to_dict(cfg)["train"]})
-        else:
-            cfg = stored
-        if extra_steps:
-            cfg.train.steps = extra_steps
+        ckpt = load_checkpoint_info(ckpt_path)
+        cfg = config_lib.apply_overrides(config_lib.from_dict(ckpt["director"]["config"]), overrides, only="train.")
+        cfg.train.run_dir = str(run_dir)
+        epochs = int(ckpt.get("epoch", 0)) + 1  # a finished run continues in a new epoch
+        del ckpt
     else:
         assert cfg is not None
         run_dir = Path(cfg.train.run_dir) if cfg.train.run_dir else default_run_dir(cfg)
@@ -133,7 +134,8 @@ def train(cfg: Config | None = None, resume: str | Path | None = None, progress:
         torch.set_num_threads(cfg.train.threads)
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     module = DirectorModule(cfg, run_dir=run_dir)
-    trainer = make_trainer(cfg, run_dir, [RunCheckpoint(), EpisodeWriter(run_dir / "episodes.csv")], progress)
+    trainer = make_trainer(cfg, run_dir, [RunCheckpoint(), EpisodeWriter(run_dir / "episodes.csv")], progress,
+                           epochs)
     trainer.fit(module, ckpt_path=str(ckpt_path) if ckpt_path else None)
     if module.stream is not None:
         module.stream.close()
