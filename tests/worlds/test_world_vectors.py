@@ -1,0 +1,69 @@
+"""worlds.make_vector: batched shapes, per-env seeds, NEXT_STEP autoreset, sync and async."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gymnasium.vector import AsyncVectorEnv, SyncVectorEnv
+
+import worlds
+from worlds import WorldError
+
+
+def test_sync_vector_steps_and_autoresets_on_next_step():
+    vec = worlds.make_vector("pinpad-three", 3, seed=10, time_limit=4)
+    assert isinstance(vec, SyncVectorEnv)
+    obs, info = vec.reset()
+    assert obs["image"].shape == (3, 64, 64, 3) and obs["image"].dtype == np.uint8
+    actions = np.zeros(3, np.int64)
+    for _ in range(3):
+        obs, reward, terminated, truncated, info = vec.step(actions)
+        assert not truncated.any()
+    obs, reward, terminated, truncated, info = vec.step(actions)
+    assert truncated.all() and not terminated.any()
+    assert info["success"].dtype == bool and info["success"].shape == (3,)
+    last = obs["image"].copy()
+    obs, reward, terminated, truncated, info = vec.step(actions)   # NEXT_STEP: this is the reset
+    assert not truncated.any() and (reward == 0).all()
+    assert not all(np.array_equal(a, b) for a, b in zip(last, obs["image"]))
+
+
+def test_vector_envs_are_seeded_seed_plus_index():
+    vec = worlds.make_vector("pinpad-five", 2, seed=20)
+    obs, _ = vec.reset()
+    for index in range(2):
+        single, _ = worlds.make("pinpad-five", seed=20 + index).reset()
+        assert np.array_equal(obs["image"][index], single["image"])
+    assert not np.array_equal(obs["image"][0], obs["image"][1])
+
+
+def test_vector_one_hot_actions():
+    vec = worlds.make_vector("maze-s", 2, seed=0, one_hot=True)
+    vec.reset()
+    vec.step(np.eye(5, dtype=np.float32)[[1, 3]])
+    vec.close()
+
+
+def test_async_vector_env_steps_and_autoresets():
+    vec = worlds.make_vector("maze-s", 2, seed=0, asynchronous=True, time_limit=2)
+    try:
+        assert isinstance(vec, AsyncVectorEnv)
+        obs, _ = vec.reset()
+        assert obs["image"].shape == (2, 64, 64, 3)
+        vec.step(np.array([1, 3]))
+        _, _, terminated, truncated, _ = vec.step(np.array([1, 3]))
+        assert truncated.all() and not terminated.any()
+        obs, reward, _, truncated, _ = vec.step(np.array([1, 3]))
+        assert not truncated.any()
+        single, _ = worlds.make("maze-s").reset()
+        assert all(np.array_equal(image, single["image"]) for image in obs["image"])   # back at start
+    finally:
+        vec.close()
+
+
+def test_vector_errors_are_raised_in_the_caller():
+    with pytest.raises(WorldError, match="Unknown world"):
+        worlds.make_vector("pinpad-tree", 2)
+    with pytest.raises(WorldError, match="num_envs"):
+        worlds.make_vector("pinpad-three", 0)
+    with pytest.raises(WorldError, match="fork"):
+        worlds.make_vector("pinpad-three", 2, asynchronous=True, context="fork")
