@@ -27,6 +27,7 @@ import numpy as np
 from gymnasium import spaces
 
 from worlds.errors import WorldError
+from worlds.imaging import image_obs_space
 
 DEFAULT_REPEAT = 4
 GOAL_REWARD = 10.0
@@ -100,7 +101,7 @@ class DMLab(gym.Env):
             for key, value in entry.items():
                 self._actions[row, names.index(key)] = value
         self.action_space = spaces.Discrete(len(IMPALA_ACTIONS))
-        self.observation_space = spaces.Dict({"image": spaces.Box(0, 255, (self.size, self.size, 3), np.uint8)})
+        self.observation_space = image_obs_space(self.size)
         self._last_image = np.zeros((self.size, self.size, 3), np.uint8)
 
     @property

@@ -1,4 +1,4 @@
-"""Small image helpers shared by the worlds: resizing frames and tiling them into a strip.
+"""Small image helpers shared by the worlds: the image space, resizing, tiling frames into a strip.
 
 Frames are uint8 arrays of shape (H, W, 3); everything here returns new uint8 arrays.
 """
@@ -7,7 +7,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from gymnasium import spaces
 from PIL import Image
+
+
+def image_obs_space(size: int) -> spaces.Dict:
+    """The observation space of an image-only world: Dict(image=Box(0, 255, (size, size, 3), uint8))."""
+    return spaces.Dict({"image": spaces.Box(0, 255, (size, size, 3), np.uint8)})
 
 
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:

@@ -36,7 +36,7 @@ from minigrid.core.mission import MissionSpace
 from minigrid.core.world_object import Goal, Wall
 from minigrid.minigrid_env import MiniGridEnv
 
-from worlds.imaging import resize_image
+from worlds.imaging import image_obs_space, resize_image
 
 # (dx, dy) per action: no-op, +x, -x, +y, -y (the same order as Pin Pad).
 MOVES: tuple[tuple[int, int], ...] = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
@@ -146,7 +146,7 @@ class GridMaze(MiniGridEnv):
             max_steps=int(max_steps or TIME_LIMITS[task]), see_through_walls=True,
             render_mode=render_mode, highlight=False, tile_size=self._tile)
         self.action_space = spaces.Discrete(len(MOVES))
-        self.observation_space = spaces.Dict({"image": spaces.Box(0, 255, (self.size, self.size, 3), np.uint8)})
+        self.observation_space = image_obs_space(self.size)
         self._free = self._reachable_cells()
 
     def _find(self, char: str) -> tuple[int, int]:

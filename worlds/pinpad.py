@@ -34,7 +34,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from worlds.imaging import resize_image
+from worlds.imaging import image_obs_space, resize_image
 
 GRID_WIDTH, GRID_HEIGHT = 16, 14   # cells of the playing field
 BAR_ROWS = 2                       # cell rows of the history bar below the field
@@ -192,7 +192,7 @@ class PinPad(gym.Env):
         self.layout = parse_layout(LAYOUTS[task])
         self.num_pads = int(self.layout.max())
         self.target: tuple[int, ...] = tuple(range(1, self.num_pads + 1))
-        self.observation_space = spaces.Dict({"image": spaces.Box(0, 255, (self.size, self.size, 3), np.uint8)})
+        self.observation_space = image_obs_space(self.size)
         self.action_space = spaces.Discrete(len(MOVES))
         self._scale = -(-self.size // (GRID_WIDTH))   # px per cell before any resize
         self._free = self._reachable_cells()
@@ -270,7 +270,8 @@ class PinPad(gym.Env):
         return sorted(seen)
 
     # ----------------------------------------------------------------------------- rendering
-    def render_state(self, pos: tuple[int, int], history: Sequence[int] = (), paused: bool = False) -> np.ndarray:
+    def render_state(self, pos: tuple[int, int], history: Sequence[int] = (),
+                     paused: bool = False) -> np.ndarray:
         """Image (size, size, 3) uint8 of the world with the agent at cell `pos` = (x, y).
 
         `history` is a sequence of pad ids (oldest first, at most N shown); `paused` draws the
@@ -296,7 +297,9 @@ class PinPad(gym.Env):
         top = GRID_HEIGHT * k
         for slot, pad in enumerate(list(history)[-self.num_pads:]):
             left = 2 * slot * k
-            image[top + inset:top + 2 * k - inset, left + inset:left + 2 * k - inset] = PAD_COLOURS[pad - 1]
+            rows = slice(top + inset, top + 2 * k - inset)
+            cols = slice(left + inset, left + 2 * k - inset)
+            image[rows, cols] = PAD_COLOURS[pad - 1]
         return resize_image(image, self.size)
 
     def _obs(self) -> dict[str, np.ndarray]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -118,7 +119,8 @@ def describe(name: str) -> str:
 
 def _resolve(name: str) -> _World:
     if not isinstance(name, str):
-        raise WorldError(f"A world name must be a string, got {name!r}. Run `director worlds list` for names.")
+        raise WorldError(
+            f"A world name must be a string, got {name!r}. Run `director worlds list` for names.")
     if name in _WORLDS:
         return _WORLDS[name]
     for prefix, kind in (("gym:", "gym"), ("minigrid:", "minigrid"), ("miniworld:", "miniworld"),
@@ -145,7 +147,8 @@ class _Options:
 
 
 def _check_int(option: str, value: Any, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+    valid = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if not valid or value < low or (high is not None and value > high):
         allowed = f"an integer from {low} to {high}" if high is not None else f"an integer >= {low}"
         raise WorldError(f"Option {option}={value!r} is not allowed: {option} must be {allowed}.")
     return int(value)
@@ -159,35 +162,38 @@ def _check_bool(option: str, value: Any) -> bool:
 
 def _check_dict(option: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
-        raise WorldError(f"Option {option}={value!r} is not allowed: {option} must be a dict with string keys.")
+        raise WorldError(
+            f"Option {option}={value!r} is not allowed: {option} must be a dict with string keys.")
     return dict(value)
 
 
-def _check_options(name: str, world: _World, size: Any, seed: Any, options: dict[str, Any]) -> _Options:
+def _check_options(name: str, world: _World, size: Any, seed: Any,
+                   options: dict[str, Any]) -> _Options:
     allowed = _COMMON + _EXTRA[world.kind]
     for option in options:
         if option not in allowed:
             hint = close_matches(option, allowed + ("size", "seed"))
             hint_text = f" Did you mean {hint[0]}?" if hint else ""
             raise WorldError(
-                f"World {name!r} does not take option {option!r}.{hint_text} Its options are: size, seed, "
-                f"{', '.join(allowed)}.")
+                f"World {name!r} does not take option {option!r}.{hint_text} Its options are: "
+                f"size, seed, {', '.join(allowed)}.")
     if seed is not None:
         _check_int("seed", seed, 0)
     values = {**dict(world.defaults), **options}
     actions = values.get("actions", "all")
     if actions not in ("move", "all"):
         raise WorldError(
-            f"Option actions={actions!r} is not allowed: actions must be 'move' (turn left, turn right, "
-            "forward) or 'all' (MiniGrid's 7 actions).")
+            f"Option actions={actions!r} is not allowed: actions must be 'move' (turn left, "
+            "turn right, forward) or 'all' (MiniGrid's 7 actions).")
     time_limit = values.get("time_limit")
+    is_dmlab = world.kind == "dmlab"
+    repeat = values.get("action_repeat", dmlab.DEFAULT_REPEAT if is_dmlab else 1)
     return _Options(
         size=_check_int("size", size, 16, 1024),
-        action_repeat=_check_int("action_repeat", values.get(
-            "action_repeat", dmlab.DEFAULT_REPEAT if world.kind == "dmlab" else 1), 1),
+        action_repeat=_check_int("action_repeat", repeat, 1),
         time_limit=None if time_limit is None else _check_int("time_limit", time_limit, 1),
         one_hot=_check_bool("one_hot", values.get("one_hot", False)),
-        restart_on_error=_check_bool("restart_on_error", values.get("restart_on_error", world.kind == "dmlab")),
+        restart_on_error=_check_bool("restart_on_error", values.get("restart_on_error", is_dmlab)),
         actions=actions,
         env_kwargs=_check_dict("env_kwargs", values.get("env_kwargs", {})),
         config=_check_dict("config", values.get("config", {})),
@@ -210,7 +216,8 @@ def _build(world: _World, opts: _Options) -> gym.Env:
         return external.make_gym(world.target, size=opts.size, time_limit=opts.time_limit,
                                  env_kwargs=opts.env_kwargs)
     if world.kind == "dmlab":
-        return dmlab.DMLab(world.target, size=opts.size, action_repeat=opts.action_repeat, config=opts.config)
+        return dmlab.DMLab(world.target, size=opts.size, action_repeat=opts.action_repeat,
+                           config=opts.config)
     raise AssertionError(world.kind)
 
 
@@ -236,8 +243,8 @@ def make(name: str, *, size: int = 64, seed: int | None = None, **options: Any) 
         if not isinstance(env.action_space, spaces.Discrete):
             env.close()
             raise WorldError(
-                f"Option one_hot=True is not allowed for {name!r}: its actions are {env.action_space}, "
-                "not discrete. Remove one_hot for continuous worlds.")
+                f"Option one_hot=True is not allowed for {name!r}: its actions are "
+                f"{env.action_space}, not discrete. Remove one_hot for continuous worlds.")
         env = OneHotActions(env)
     elif isinstance(env.action_space, spaces.Box):
         env = NormalizeActions(env)
@@ -263,16 +270,17 @@ def make_vector(name: str, num_envs: int, *, size: int = 64, seed: int | None = 
     _check_options(name, world, size, seed, options)
     if world.kind == "dmlab":
         dmlab.import_deepmind_lab()
-    fns = [functools.partial(make, name, size=size, seed=None if seed is None else seed + index, **options)
-           for index in range(num_envs)]
+    seeds = [None if seed is None else seed + index for index in range(num_envs)]
+    fns = [functools.partial(make, name, size=size, seed=s, **options) for s in seeds]
     if not asynchronous:
         return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.NEXT_STEP)
     if context is None:
         import multiprocessing
 
-        context = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+        methods = multiprocessing.get_all_start_methods()
+        context = "forkserver" if "forkserver" in methods else "spawn"
     if context not in ("forkserver", "spawn"):
         raise WorldError(
-            f"Option context={context!r} is not allowed: async worlds start processes with 'forkserver' "
-            "or 'spawn' ('fork' hangs once MiniWorld has created its GL context).")
+            f"Option context={context!r} is not allowed: async worlds start processes with "
+            "'forkserver' or 'spawn' ('fork' hangs once MiniWorld has created its GL context).")
     return AsyncVectorEnv(fns, context=context, autoreset_mode=AutoresetMode.NEXT_STEP)

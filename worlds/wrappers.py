@@ -70,7 +70,8 @@ class ImageObs(gym.ObservationWrapper):
         if from_render:
             if env.render_mode != "rgb_array":
                 raise ValueError(
-                    f"ImageObs(from_render=True) needs render_mode='rgb_array', got {env.render_mode!r}")
+                    "ImageObs(from_render=True) needs render_mode='rgb_array', "
+                    f"got {env.render_mode!r}")
             env.reset()
             frame = np.asarray(env.render())
             image_space = spaces.Box(0, 255, frame.shape, np.uint8)
@@ -79,7 +80,8 @@ class ImageObs(gym.ObservationWrapper):
         elif isinstance(env.observation_space, spaces.Dict) and key in env.observation_space.spaces:
             image_space = env.observation_space[key]
             if not is_image_space(image_space):
-                raise ValueError(f"observation entry {key!r} is {image_space}, not an (H, W, 3) uint8 image")
+                raise ValueError(
+                    f"observation entry {key!r} is {image_space}, not an (H, W, 3) uint8 image")
             for name, space in env.observation_space.spaces.items():
                 if name != key and isinstance(space, spaces.Box):
                     self._vectors.append(name)
@@ -114,8 +116,10 @@ class Resize(gym.ObservationWrapper):
 
     def __init__(self, env: gym.Env, size: int, *, key: str = "image"):
         super().__init__(env)
-        if not isinstance(env.observation_space, spaces.Dict) or key not in env.observation_space.spaces:
-            raise ValueError(f"Resize needs a Dict observation space with {key!r}; wrap with ImageObs first")
+        space = env.observation_space
+        if not isinstance(space, spaces.Dict) or key not in space.spaces:
+            raise ValueError(
+                f"Resize needs a Dict observation space with {key!r}; wrap with ImageObs first")
         self.size = int(size)
         self._key = key
         entries = dict(env.observation_space.spaces)
@@ -206,7 +210,8 @@ class OneHotActions(gym.ActionWrapper):
             else:
                 index = int(np.argmax(vector))
         if not 0 <= index < self._n:
-            raise ValueError(f"action index {index + self._start} outside Discrete({self._n}, start={self._start})")
+            raise ValueError(f"action {index + self._start} outside Discrete({self._n}, "
+                             f"start={self._start})")
         return self._start + index
 
 

@@ -87,7 +87,8 @@ class Lab:
             raise RuntimeError("Environment in wrong status to advance")
         action = np.asarray(action)
         if action.dtype != np.intc or action.shape != (len(_ACTION_SPEC),):
-            raise ValueError(f"action must be an int32 array of shape (7,), got {action.dtype} {action.shape}")
+            raise ValueError(
+                f"action must be an int32 array of shape (7,), got {action.dtype} {action.shape}")
         for value, entry in zip(action, _ACTION_SPEC):
             if not entry["min"] <= value <= entry["max"]:
                 raise ValueError(f"{entry['name']}={value} outside [{entry['min']}, {entry['max']}]")

@@ -107,7 +107,8 @@ def test_pause_after_success_then_respawn_and_clear():
     for pad in env.target:
         for action in path_to_pad(env, pad):
             obs, *_ = env.step(action)
-    far_floor = next(c for c in env.free_cells() if env.pad_at(c) == 0 and abs(c[0] - env.agent_pos[0]) > 2)
+    far_floor = next(c for c in env.free_cells()
+                     if env.pad_at(c) == 0 and abs(c[0] - env.agent_pos[0]) > 2)
 
     def floor_pixel(image):
         return image[far_floor[1] * 4 + 2, far_floor[0] * 4 + 2]

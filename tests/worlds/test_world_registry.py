@@ -9,7 +9,8 @@ from PIL import Image
 import worlds
 from worlds import WorldError
 
-CHEAP = ["pinpad-three", "pinpad-eight", "maze-s", "maze-xl", "minigrid-fourrooms", "minigrid-multiroom"]
+CHEAP = ["pinpad-three", "pinpad-eight", "maze-s", "maze-xl",
+         "minigrid-fourrooms", "minigrid-multiroom"]
 
 
 def rollout(env, steps: int = 30) -> list[np.ndarray]:
@@ -143,7 +144,8 @@ def test_one_hot_on_continuous_world_is_refused():
 
 def test_show_writes_gif_and_png_strip(tmp_path):
     paths = worlds.show("maze-s", steps=40, out=tmp_path / "sub" / "maze.gif", seed=0)
-    assert paths["gif"] == tmp_path / "sub" / "maze.gif" and paths["png"] == tmp_path / "sub" / "maze.png"
+    assert paths["gif"] == tmp_path / "sub" / "maze.gif"
+    assert paths["png"] == tmp_path / "sub" / "maze.png"
     with Image.open(paths["gif"]) as gif:
         # Pillow merges identical consecutive frames (a wall bump), so count loosely.
         assert gif.n_frames > 5 and gif.size == (64, 64)

@@ -13,7 +13,8 @@ from worlds.wrappers import (ActionRepeat, ImageObs, NormalizeActions, OneHotAct
 class Counter(gym.Env):
     """Image = step count; reward = 1 per step; success on step `success_at`; ends at `length`."""
 
-    def __init__(self, length: int = 10, success_at: int = -1, action_space: spaces.Space | None = None):
+    def __init__(self, length: int = 10, success_at: int = -1,
+                 action_space: spaces.Space | None = None):
         self.observation_space = spaces.Dict({"image": spaces.Box(0, 255, (8, 8, 3), np.uint8)})
         self.action_space = action_space or spaces.Discrete(4)
         self.length, self.success_at = length, success_at
@@ -31,7 +32,8 @@ class Counter(gym.Env):
     def step(self, action):
         self.actions.append(action)
         self.count += 1
-        return self._obs(), 1.0, self.count >= self.length, False, {"success": self.count == self.success_at}
+        info = {"success": self.count == self.success_at}
+        return self._obs(), 1.0, self.count >= self.length, False, info
 
 
 def test_action_repeat_sums_rewards_and_stops_at_episode_end():
@@ -109,7 +111,8 @@ def test_normalize_actions_maps_and_clips():
     base = Counter(action_space=box)
     env = NormalizeActions(base)
     assert env.action_space.dtype == np.float32
-    assert np.array_equal(env.action_space.low[:2], [-1, -1]) and np.array_equal(env.action_space.high[:2], [1, 1])
+    assert np.array_equal(env.action_space.low[:2], [-1, -1])
+    assert np.array_equal(env.action_space.high[:2], [1, 1])
     env.reset()
     env.step(np.array([-1.0, 1.0, 5.0]))
     env.step(np.array([0.0, 3.0, -7.0]))   # 3.0 clips to 1.0; the unbounded entry passes through
