@@ -93,3 +93,9 @@ def test_other_sizes():
     for size, task in ((32, "m"), (48, "s"), (96, "xl")):
         obs, _ = GridMaze(task, size=size).reset(seed=0)
         assert obs["image"].shape == (size, size, 3)
+
+
+def test_passes_gymnasium_env_checker():
+    from gymnasium.utils.env_checker import check_env
+
+    check_env(GridMaze("l", render_mode="rgb_array"), skip_render_check=True)

@@ -216,3 +216,10 @@ def test_odd_size_is_resized():
     env = PinPad("three", size=48)
     obs, _ = env.reset(seed=0)
     assert obs["image"].shape == (48, 48, 3)
+
+
+def test_passes_gymnasium_env_checker():
+    from gymnasium.utils.env_checker import check_env
+
+    check_env(PinPad("five", render_mode="rgb_array"), skip_render_check=True)
+    check_env(worlds.make("pinpad-three", seed=0).unwrapped, skip_render_check=True)
