@@ -97,7 +97,9 @@ class Agent(nn.Module):
     @torch.no_grad()
     def policy(self, obs: dict[str, torch.Tensor], carry: Carry | None = None,
                mode: str = "train") -> tuple[torch.Tensor, Carry, dict[str, torch.Tensor]]:
-        """obs leaves (N, ...) -> action (N, A), new carry, info {code, goal, step}.
+        """obs leaves (N, ...) -> action (N, A), new carry, info {code, goal, step, switch,
+        period_end, reached} (reached: max-cosine of the state to the goal of the period that
+        ends at this step, where period_end).
 
         Every K steps of an episode (the phase resets at is_first) the manager samples a code
         (also in evaluation) and the goal autoencoder decodes it; the worker then samples an
@@ -113,6 +115,9 @@ class Agent(nn.Module):
         new = {k: v for k, v in post.items()}
         if self.cfg.agent == "director":
             switch = (step % self.goal_every == 0)[:, None]
+            # A goal period that ran its K steps ends here: how close did the worker get?
+            info["period_end"] = switch[:, 0] & (step > 0)
+            info["reached"] = self.worker.goal_reward(post["deter"], carry["goal"])
             code = torch.where(switch, self.manager.ac.policy(feat).sample(), carry["code"])
             goal = torch.where(switch, self.goal_ae.decode(code), carry["goal"])
             dist = self.worker.ac.policy(self.worker.inputs(feat, goal))

@@ -49,6 +49,7 @@ class ExperienceStream(IterableDataset):
         self.prefill = cfg.replay.prefill // world_size
         self.episodes: list[dict] = []  # finished since the last `pop_episodes`
         self.last_info: dict[str, Any] = {}
+        self.goal_stats: list[float] = []  # goal reward reached at the end of each goal period
 
     @property
     def env_steps(self) -> int:
@@ -59,12 +60,21 @@ class ExperienceStream(IterableDataset):
         if self.env_steps < self.prefill:
             return self.random(obs)
         action, self.carry, self.last_info = self.agent_policy(obs, self.carry)
+        if "period_end" in self.last_info:
+            ended = self.last_info["period_end"].cpu().numpy()
+            self.goal_stats += self.last_info["reached"].cpu().numpy()[ended].tolist()
         return action
 
     def collect(self, steps: int) -> None:
         target = self.env_steps + steps
         while self.env_steps < target:
             self.episodes += self.collector.step(self._policy)
+
+    def pop_goal_stats(self, threshold: float = 0.7) -> dict[str, float]:
+        """Mean goal reward reached at the end of the goal periods since the last call, and the
+        fraction of periods that ended above `threshold`."""
+        values, self.goal_stats = np.array(self.goal_stats), []
+        return {"goal_reached": float(values.mean()), "goal_reached_frac": float((values > threshold).mean())}
 
     def pop_episodes(self) -> list[dict]:
         eps, self.episodes = self.episodes, []
@@ -97,6 +107,7 @@ class ExperienceStream(IterableDataset):
             "env_steps": self.collector.env_steps,
             "episodes_total": self.collector.episodes,
             "carry": buf.getvalue(),
+            "pending": {"episodes": list(self.episodes), "goal_stats": list(self.goal_stats)},
             "random": self.random.rng.bit_generator.state,
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
                     "python": random.getstate()},
@@ -114,6 +125,8 @@ class ExperienceStream(IterableDataset):
             self.collector.env_steps = state["env_steps"]
             self.collector.episodes = state["episodes_total"]
             self.carry = None
+        self.episodes = list(state["pending"]["episodes"])
+        self.goal_stats = list(state["pending"]["goal_stats"])
         self.random.rng.bit_generator.state = state["random"]
         torch.set_rng_state(state["rng"]["torch"])
         np.random.set_state(state["rng"]["numpy"])

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import lightning as L
 import numpy as np
@@ -110,18 +110,25 @@ class DirectorModule(L.LightningModule):
             self._stream_state = None
         elif replay_dir is not None:
             self.stream.replay.load()  # re-opened run directory without a checkpoint
-        return DataLoader(self.stream, batch_size=None, num_workers=0)
+        # A private generator: creating the loader's iterator must not draw from the global
+        # RNG, or a resumed run would sample differently from an uninterrupted one.
+        return DataLoader(self.stream, batch_size=None, num_workers=0, generator=torch.Generator())
 
     # ------------------------------------------------------------------ learning
     def configure_optimizers(self):
         return self.agent.make_optimizers()
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+    def training_step(self, dataloader_iter: Iterator) -> None:
+        # The step fetches its own batch: Lightning's default one-batch prefetch would collect
+        # env steps before the previous update, breaking the collect/update interleaving that an
+        # exact resume relies on. StopIteration (the env-step budget is spent) ends the epoch.
+        batch, _, _ = next(dataloader_iter)
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         loss, metrics = self.agent.loss(batch)
         if not torch.isfinite(loss).item():
             self.bad_updates += 1
             self.skipped_updates += 1
-            self.log("skipped_updates", float(self.skipped_updates))
+            self.log("skipped_updates", float(self.skipped_updates), batch_size=1)
             if self.bad_updates >= self.cfg.train.max_bad_updates:
                 raise TrainingDiverged(
                     f"The loss was not finite in {self.bad_updates} consecutive updates (last "
@@ -144,18 +151,25 @@ class DirectorModule(L.LightningModule):
 
     def _log_metrics(self, metrics: dict[str, torch.Tensor]) -> None:
         stream = self.stream
-        env_steps = stream.env_steps * (self.trainer.world_size if self._trainer else 1)
+        world = self.trainer.world_size if self._trainer else 1
+        env_steps = stream.env_steps * world if stream else 0
         for ep in stream.pop_episodes() if stream else []:
             self.episode_log.append({"env_steps": env_steps, **ep})
-        self.log("env_steps", float(env_steps), prog_bar=True, reduce_fx="max")
+        bar = {"env_steps": float(env_steps)}
         recent = self.episode_log[-20:]
         if recent:
-            self.log("return", float(np.mean([e["return"] for e in recent])), prog_bar=True)
-            self.log("success", float(np.mean([e["success"] for e in recent])), prog_bar=True)
-            self.log("episode_length", float(np.mean([e["length"] for e in recent])))
-        self.log("updates", float(self.agent.updates))
-        if self.agent.updates % max(1, self.cfg.train.log_every // self.cfg.replay.train_every) == 0:
-            self.log_dict({k: float(v) for k, v in metrics.items()})
+            bar["return"] = float(np.mean([e["return"] for e in recent]))
+            bar["success"] = float(np.mean([e["success"] for e in recent]))
+        self.log_dict(bar, prog_bar=True, batch_size=1, reduce_fx="max")
+        every = max(1, self.cfg.train.log_every // self.cfg.replay.train_every)
+        if int(self.agent.updates) % every == 0:
+            rows = {k: float(v) for k, v in metrics.items()}
+            rows.update(updates=float(self.agent.updates), skipped_updates=float(self.skipped_updates))
+            if recent:
+                rows["episode_length"] = float(np.mean([e["length"] for e in recent]))
+            if stream and stream.goal_stats:
+                rows.update(stream.pop_goal_stats())
+            self.log_dict(rows, batch_size=1)
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict) -> None:
