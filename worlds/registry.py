@@ -203,9 +203,10 @@ def _check_options(name: str, world: _World, size: Any, seed: Any,
 def _build(world: _World, opts: _Options) -> gym.Env:
     """The world's simulator with Dict observations and info["success"], before common wrappers."""
     if world.kind == "pinpad":
-        return pinpad.PinPad(world.target, size=opts.size)
+        return pinpad.PinPad(world.target, size=opts.size, render_mode="rgb_array")
     if world.kind == "maze":
-        return mazes.GridMaze(world.target, size=opts.size, max_steps=opts.time_limit)
+        return mazes.GridMaze(world.target, size=opts.size, max_steps=opts.time_limit,
+                              render_mode="rgb_array")
     if world.kind == "minigrid":
         return external.make_minigrid(world.target, size=opts.size, actions=opts.actions,
                                       time_limit=opts.time_limit, env_kwargs=opts.env_kwargs)
@@ -217,7 +218,7 @@ def _build(world: _World, opts: _Options) -> gym.Env:
                                  env_kwargs=opts.env_kwargs)
     if world.kind == "dmlab":
         return dmlab.DMLab(world.target, size=opts.size, action_repeat=opts.action_repeat,
-                           config=opts.config)
+                           config=opts.config, render_mode="rgb_array")
     raise AssertionError(world.kind)
 
 

@@ -153,3 +153,10 @@ def test_show_writes_gif_and_png_strip(tmp_path):
         assert png.size[0] > 64 * 4 and png.mode == "RGB"
     with pytest.raises(WorldError):
         worlds.show("pinpad-tree", out=tmp_path / "x.gif")
+
+
+def test_builtin_worlds_render_their_observation():
+    for name in ("pinpad-three", "maze-m"):
+        env = worlds.make(name, seed=0)
+        obs, _ = env.reset()
+        assert np.array_equal(env.render(), obs["image"])
