@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import multiprocessing
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,38 +48,45 @@ class _World:
     defaults: tuple[tuple[str, Any], ...] = ()   # per-world option defaults
 
 
-_WORLDS: dict[str, _World] = {}
-for _task in pinpad.TASKS:
-    _n = pinpad.parse_layout(pinpad.LAYOUTS[_task]).max()
-    _WORLDS[f"pinpad-{_task}"] = _World(
-        "pinpad", _task, f"Visual Pin Pad: step on {_n} coloured pads in order 1..{_n} for +10 "
-        f"(top-down 16x14 grid, 5 actions, {pinpad.EPISODE_STEPS}-step episodes)")
-for _task, _label in zip(mazes.TASKS, ("U-shaped", "S-shaped", "long snake", "longest snake")):
-    _WORLDS[f"maze-{_task}"] = _World(
-        "maze", _task, f"Grid maze {_task.upper()} (MiniGrid): {_label} corridor, reach the green goal "
-        f"for +1 (top-down, 5 actions, {mazes.TIME_LIMITS[_task]}-step episodes)")
-for _name, _id, _actions, _text in (
-        ("minigrid-empty", "MiniGrid-Empty-8x8-v0", "move", "an empty room"),
-        ("minigrid-fourrooms", "MiniGrid-FourRooms-v0", "move", "four rooms"),
-        ("minigrid-multiroom", "MiniGrid-MultiRoom-N4-S5-v1", "all", "four rooms joined by doors"),
-        ("minigrid-doorkey", "MiniGrid-DoorKey-8x8-v0", "all", "fetch a key, unlock a door"),
-        ("minigrid-lavacrossing", "MiniGrid-LavaCrossingS9N1-v0", "move", "cross a lava river")):
-    _WORLDS[_name] = _World(
-        "minigrid", _id, f"MiniGrid {_id}: {_text}, reach the goal (top-down, "
-        f"{3 if _actions == 'move' else 7} actions)", (("actions", _actions),))
-for _name, _id, _text in (
-        ("miniworld-maze", "MiniWorld-Maze-v0", "8x8 3D maze"),
-        ("miniworld-maze-s2", "MiniWorld-MazeS2-v0", "2x2 3D maze"),
-        ("miniworld-maze-s3", "MiniWorld-MazeS3-v0", "3x3 3D maze"),
-        ("miniworld-fourrooms", "MiniWorld-FourRooms-v0", "four 3D rooms"),
-        ("miniworld-oneroom", "MiniWorld-OneRoom-v0", "one 3D room")):
-    _WORLDS[_name] = _World(
-        "miniworld", _id, f"MiniWorld {_id}: {_text}, reach the red box (first-person 3D, "
-        "headless; DMLab stand-in)")
-for _level in ("explore_goal_locations_small", "explore_goal_locations_large"):
-    _WORLDS[f"dmlab-{_level}"] = _World(
-        "dmlab", _level, f"DeepMind Lab {_level}: find the goal in a 3D maze (first-person, "
-        "9 actions, action repeat 4)")
+def _builtin_worlds() -> dict[str, _World]:
+    """Every built-in name, in the order `names()` lists them."""
+    table: dict[str, _World] = {}
+    for task in pinpad.TASKS:
+        n = pinpad.parse_layout(pinpad.LAYOUTS[task]).max()
+        table[f"pinpad-{task}"] = _World(
+            "pinpad", task, f"Visual Pin Pad: step on {n} coloured pads in order 1..{n} for +10 "
+            f"(top-down 16x14 grid, 5 actions, {pinpad.EPISODE_STEPS}-step episodes)")
+    shapes = ("U-shaped", "S-shaped", "long snake", "longest snake")
+    for task, shape in zip(mazes.TASKS, shapes):
+        table[f"maze-{task}"] = _World(
+            "maze", task, f"Grid maze {task.upper()} (MiniGrid): {shape} corridor, reach the green "
+            f"goal for +1 (top-down, 5 actions, {mazes.TIME_LIMITS[task]}-step episodes)")
+    for name, env_id, actions, text in (
+            ("minigrid-empty", "MiniGrid-Empty-8x8-v0", "move", "an empty room"),
+            ("minigrid-fourrooms", "MiniGrid-FourRooms-v0", "move", "four rooms"),
+            ("minigrid-multiroom", "MiniGrid-MultiRoom-N4-S5-v1", "all", "four rooms joined by doors"),
+            ("minigrid-doorkey", "MiniGrid-DoorKey-8x8-v0", "all", "fetch a key, unlock a door"),
+            ("minigrid-lavacrossing", "MiniGrid-LavaCrossingS9N1-v0", "move", "cross a lava river")):
+        table[name] = _World(
+            "minigrid", env_id, f"MiniGrid {env_id}: {text}, reach the goal (top-down, "
+            f"{3 if actions == 'move' else 7} actions)", (("actions", actions),))
+    for name, env_id, text in (
+            ("miniworld-maze", "MiniWorld-Maze-v0", "8x8 3D maze"),
+            ("miniworld-maze-s2", "MiniWorld-MazeS2-v0", "2x2 3D maze"),
+            ("miniworld-maze-s3", "MiniWorld-MazeS3-v0", "3x3 3D maze"),
+            ("miniworld-fourrooms", "MiniWorld-FourRooms-v0", "four 3D rooms"),
+            ("miniworld-oneroom", "MiniWorld-OneRoom-v0", "one 3D room")):
+        table[name] = _World(
+            "miniworld", env_id, f"MiniWorld {env_id}: {text}, reach the red box (first-person "
+            "3D, headless; DMLab stand-in)")
+    for level in ("explore_goal_locations_small", "explore_goal_locations_large"):
+        table[f"dmlab-{level}"] = _World(
+            "dmlab", level, f"DeepMind Lab {level}: find the goal in a 3D maze (first-person, "
+            "9 actions, action repeat 4)")
+    return table
+
+
+_WORLDS = _builtin_worlds()
 
 _PATTERNS: dict[str, str] = {
     "gym:<id>": "any gymnasium env id; image observation or its rgb_array render, resized",
@@ -112,9 +120,16 @@ def describe(name: str) -> str:
         text = f"DeepMind Lab level {dmlab.level_path(world.target)} (first-person, 9 actions)"
     else:
         text = f"{world.kind} env {world.target} (image observations resized to size x size)"
-    if world.kind == "dmlab" and importlib.util.find_spec("deepmind_lab") is None:
+    if world.kind == "dmlab" and not _dmlab_installed():
         text += " [needs deepmind_lab, not installed]"
     return text
+
+
+def _dmlab_installed() -> bool:
+    try:
+        return importlib.util.find_spec("deepmind_lab") is not None
+    except (ImportError, ValueError):   # e.g. a None placeholder in sys.modules
+        return False
 
 
 def _resolve(name: str) -> _World:
@@ -276,8 +291,6 @@ def make_vector(name: str, num_envs: int, *, size: int = 64, seed: int | None = 
     if not asynchronous:
         return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.NEXT_STEP)
     if context is None:
-        import multiprocessing
-
         methods = multiprocessing.get_all_start_methods()
         context = "forkserver" if "forkserver" in methods else "spawn"
     if context not in ("forkserver", "spawn"):
