@@ -5,9 +5,9 @@
     reward = lab.step(action, num_steps=4)                       # action: int32 vector, one per
     lab.is_running()                                             #   entry of lab.action_spec()
 
-Actions: the 9-action set of IMPALA (Espeholt et al. 2018), used for DMLab in the Director
-paper: forward, backward, strafe left, strafe right, look left, look right, forward + look left,
-forward + look right, fire. Each is held for `action_repeat` frames (default 4, DMLab's
+Actions: the 9-action set of IMPALA (Espeholt et al. 2018), the standard DMLab set and the size
+the Director paper reports (9 discrete actions): forward, backward, strafe left, strafe right,
+look left, look right, forward + look left, forward + look right, fire. Each is held for `action_repeat` frames (default 4, DMLab's
 `num_steps`). Observation: {"image": (size, size, 3) uint8} rendered by DMLab at size×size.
 
 Episodes of DMLab levels end on the level's own clock, so the end (`is_running()` False) is
