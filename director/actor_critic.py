@@ -46,7 +46,8 @@ class GaussianPolicy:
         mean, std = out.float().chunk(2, -1)
         self.mean = torch.tanh(mean)
         self.std = MIN_STD + (MAX_STD - MIN_STD) * torch.sigmoid(std + 2.0)
-        self.dist = torch.distributions.Normal(self.mean, self.std)
+        # No argument validation: a non-finite batch must give a non-finite loss (skipped), not raise.
+        self.dist = torch.distributions.Normal(self.mean, self.std, validate_args=False)
 
     def sample(self) -> torch.Tensor:
         return self.dist.rsample()

@@ -170,8 +170,11 @@ class Agent(nn.Module):
             actions.append(torch.zeros_like(actions[-1]))
             feat = torch.stack(feats, 1)
             deter = torch.stack(deters, 1)
-            with torch.no_grad():
+            # A continuous worker learns by backprop through the frozen model: its task reward
+            # (the `worker.extr` ablation) must stay differentiable with respect to its actions.
+            with torch.set_grad_enabled(backprop and torch.is_grad_enabled()):
                 extr = self.wm.predict_reward(feat)
+            with torch.no_grad():
                 expl = self.goal_ae.exploration_reward(deter)
             cont = self.wm.predict_cont(feat)
             cont = torch.cat([cont0[:, None], cont[:, 1:]], 1)
@@ -186,7 +189,9 @@ class Agent(nn.Module):
                 self.wm.feat(s) if backprop else self.wm.feat(s).detach()).sample()
             states, action = self.wm.imagine(policy, start, horizon)
             feat = self.wm.feat(states)
-            with torch.no_grad():
+            # Continuous actors learn by backprop through the frozen model: the predicted reward
+            # must stay differentiable with respect to the actions.
+            with torch.set_grad_enabled(backprop and torch.is_grad_enabled()):
                 extr = self.wm.predict_reward(feat)
             cont = torch.cat([cont0[:, None], self.wm.predict_cont(feat)[:, 1:]], 1).detach()
         if not backprop:

@@ -187,11 +187,15 @@ def valid_keys() -> list[str]:
 
 
 def _nearest(key: str) -> str:
+    """The valid key closest to `key`: among the keys whose last part is (or is closest to) the
+    given last part, the one closest to the whole dotted key."""
     keys = valid_keys()
-    match = difflib.get_close_matches(key, keys, n=1, cutoff=0.0)
-    leaf = [k for k in keys if k.split(".")[-1] == key.split(".")[-1]]
-    best = leaf[0] if leaf else (match[0] if match else keys[0])
-    return best
+    leaf = key.split(".")[-1]
+    pool = [k for k in keys if k.split(".")[-1] == leaf]
+    if not pool:
+        close = difflib.get_close_matches(leaf, sorted({k.split(".")[-1] for k in keys}), n=1, cutoff=0.6)
+        pool = [k for k in keys if close and k.split(".")[-1] == close[0]]
+    return difflib.get_close_matches(key, pool or keys, n=1, cutoff=0.0)[0]
 
 
 def validate(cfg: Config) -> None:

@@ -140,8 +140,12 @@ class OneHotDist:
         self.probs = self.logits.exp()
 
     def sample(self) -> torch.Tensor:
-        """One-hot sample with straight-through gradients: sample + probs - sg(probs)."""
-        index = torch.distributions.Categorical(logits=self.logits).sample()
+        """One-hot sample with straight-through gradients: sample + probs - sg(probs).
+
+        Gumbel-max sampling: non-finite logits (from a non-finite batch) give a non-finite
+        sample and loss, which the training step then skips, instead of raising here."""
+        gumbel = -torch.empty_like(self.logits).exponential_().log()
+        index = (self.logits.detach() + gumbel).argmax(-1)
         onehot = F.one_hot(index, self.logits.shape[-1]).to(self.probs.dtype)
         return onehot + self.probs - self.probs.detach()
 
@@ -204,7 +208,10 @@ class Normalizer(nn.Module):
 
     @torch.no_grad()
     def update(self, x: torch.Tensor) -> None:
+        """Ignores batches with non-finite values (their update is skipped anyway)."""
         x = x.detach().float()
+        if not bool(torch.isfinite(x).all()):
+            return
         d = self.decay if self.count > 0 else 0.0
         self.mean.mul_(d).add_((1 - d) * x.mean())
         self.sqr.mul_(d).add_((1 - d) * (x ** 2).mean())

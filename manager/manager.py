@@ -16,10 +16,16 @@ def abstract_rewards(reward: torch.Tensor, cont: torch.Tensor, k: int) -> torch.
     """Continuation-weighted mean of each block of K step rewards.
 
     reward (N, H+1) with reward[:, t] earned on reaching s_t (index 0 unused), cont (N, H+1)
-    -> (N, H/K): block j = mean over t in (jK, (j+1)K] of cont_t * reward_t.
+    -> (N, H/K): block j = mean over t in (jK, (j+1)K] of w_t * reward_t, where
+    w_t = prod_{jK < i < t} cont_i is the chance that the episode still ran when a_{t-1} was
+    taken. The reward of reaching a terminal state counts (as in the step-level returns);
+    rewards after it in the block do not, and later blocks are cut by `abstract_cont`.
     """
     n, horizon = reward.shape[0], reward.shape[1] - 1
-    return (reward[:, 1:] * cont[:, 1:]).reshape(n, horizon // k, k).mean(-1)
+    rew = reward[:, 1:].reshape(n, horizon // k, k)
+    before = cont[:, 1:].reshape(n, horizon // k, k)[..., :-1]  # cont of s_{jK+1} .. s_{(j+1)K-1}
+    weight = torch.cumprod(torch.cat([torch.ones_like(before[..., :1]), before], -1), -1)
+    return (rew * weight).mean(-1)
 
 
 def abstract_cont(cont: torch.Tensor, k: int) -> torch.Tensor:

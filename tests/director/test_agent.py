@@ -1,0 +1,337 @@
+"""Tests for director.agent on the debug preset: gradient isolation between the networks,
+the worker's blindness to the task reward, the goal phase of acting, the joint imagination,
+train_step for every assembly and action kind, and skipping non-finite batches (ALGORITHM.md §5, §7)."""
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from director import config as config_lib
+from director.agent import Agent
+
+# Two shared cores: OpenMP threads spin against other processes and run ~40x slower.
+torch.set_num_threads(1)
+
+SIZE = 16
+
+
+def make_agent(agent: str = "director", action=("discrete", 5), overrides=(), seed: int = 0) -> Agent:
+    cfg = config_lib.load("debug", [f"agent={agent}", *overrides])
+    torch.manual_seed(seed)
+    return Agent(cfg, (SIZE, SIZE, 3), action)
+
+
+def make_batch(agent: Agent, seed: int = 0) -> dict[str, torch.Tensor]:
+    b, t = agent.cfg.replay.batch, agent.cfg.replay.length
+    g = torch.Generator().manual_seed(seed)
+    if agent.discrete:
+        action = F.one_hot(torch.randint(0, agent.action_size, (b, t), generator=g), agent.action_size).float()
+    else:
+        action = torch.rand(b, t, agent.action_size, generator=g) * 2 - 1
+    is_first = torch.zeros(b, t, dtype=torch.bool)
+    is_first[:, 0] = True
+    is_terminal = torch.zeros(b, t, dtype=torch.bool)
+    is_terminal[0, -1] = True
+    return {
+        "image": torch.randint(0, 256, (b, t, SIZE, SIZE, 3), dtype=torch.uint8, generator=g),
+        "action": action,
+        "reward": torch.randn(b, t, generator=g),
+        "is_first": is_first,
+        "is_last": is_terminal.clone(),
+        "is_terminal": is_terminal,
+    }
+
+
+def spy(monkeypatch, obj, name: str, store: dict, key: str):
+    """Wrap obj.name to record its arguments and result in store[key]."""
+    original = getattr(obj, name)
+
+    def wrapper(*args, **kwargs):
+        out = original(*args, **kwargs)
+        store[key] = {"args": args, "out": out}
+        return out
+
+    monkeypatch.setattr(obj, name, wrapper)
+
+
+def grads(module: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.grad for p in module.parameters() if p.grad is not None and p.grad.abs().sum() > 0]
+
+
+def losses_of_one_update(agent: Agent, monkeypatch, seed: int = 0) -> dict:
+    store: dict = {}
+    if agent.cfg.agent == "director":
+        spy(monkeypatch, agent.worker.ac, "loss", store, "worker")
+        spy(monkeypatch, agent.manager.ac, "loss", store, "manager")
+        spy(monkeypatch, agent.goal_ae, "loss", store, "goal")
+    elif agent.cfg.agent == "dreamer":
+        spy(monkeypatch, agent.actor, "loss", store, "actor")
+    spy(monkeypatch, agent.wm, "loss", store, "model")
+    torch.manual_seed(seed)
+    agent.loss(make_batch(agent))
+    return store
+
+
+# ---------------------------------------------------------------------------- gradient isolation
+def test_worker_loss_reaches_only_the_worker(monkeypatch):
+    agent = make_agent()
+    store = losses_of_one_update(agent, monkeypatch)
+    store["worker"]["out"][0].backward(retain_graph=True)
+    for part in (agent.wm, agent.goal_ae, agent.manager):
+        assert not grads(part), type(part).__name__
+    assert grads(agent.worker.ac.actor) and grads(agent.worker.ac.critics)
+
+
+def test_manager_loss_reaches_only_the_manager(monkeypatch):
+    agent = make_agent()
+    store = losses_of_one_update(agent, monkeypatch)
+    store["manager"]["out"][0].backward(retain_graph=True)
+    for part in (agent.wm, agent.goal_ae, agent.worker):
+        assert not grads(part), type(part).__name__
+    assert grads(agent.manager.ac.actor) and grads(agent.manager.ac.critics["extr"])
+    assert grads(agent.manager.ac.critics["expl"])
+
+
+def test_goal_and_model_losses_reach_only_their_networks(monkeypatch):
+    agent = make_agent()
+    store = losses_of_one_update(agent, monkeypatch)
+    store["goal"]["out"][0].backward(retain_graph=True)
+    assert grads(agent.goal_ae) and not grads(agent.wm)
+    assert not grads(agent.manager) and not grads(agent.worker)
+    agent.zero_grad(set_to_none=True)
+    store["model"]["out"][0].backward(retain_graph=True)
+    assert grads(agent.wm.encoder) and grads(agent.wm.rssm) and grads(agent.wm.decoder)
+    assert grads(agent.wm.reward) and grads(agent.wm.cont)
+    assert not grads(agent.goal_ae) and not grads(agent.manager) and not grads(agent.worker)
+
+
+# ---------------------------------------------------------------------------- worker reward
+def test_worker_never_trains_on_the_task_reward(monkeypatch):
+    agent = make_agent(overrides=["worker.extr=0"])
+    store = losses_of_one_update(agent, monkeypatch, seed=3)
+    traj = store["worker"]["args"][0]
+    assert set(traj["rewards"]) == {"goal"}
+    assert "extr" not in agent.worker.ac.critics
+    worker_loss = float(store["worker"]["out"][0].detach())
+    manager_loss = float(store["manager"]["out"][0].detach())
+    # Change only the reward head: the worker's loss is bit-for-bit the same, the manager's not.
+    with torch.no_grad():
+        agent.wm.reward.out.bias.add_(3.0)
+    store = losses_of_one_update(agent, monkeypatch, seed=3)
+    assert float(store["worker"]["out"][0].detach()) == worker_loss
+    assert float(store["manager"]["out"][0].detach()) != manager_loss
+
+
+def test_worker_task_reward_ablation_adds_extr(monkeypatch):
+    agent = make_agent(overrides=["worker.extr=0.5"])
+    store = losses_of_one_update(agent, monkeypatch)
+    assert set(store["worker"]["args"][0]["rewards"]) == {"goal", "extr"}
+
+
+# ---------------------------------------------------------------------------- imagination
+def test_imagination_holds_goals_for_k_steps_and_starts_from_data_cont(monkeypatch):
+    agent = make_agent()
+    store = losses_of_one_update(agent, monkeypatch)
+    seg = store["worker"]["args"][0]
+    abstract = store["manager"]["args"][0]
+    k, h = agent.goal_every, agent.cfg.imag_horizon
+    n = agent.cfg.replay.batch * agent.cfg.replay.length
+    assert h == 2 * k
+    assert seg["feat"].shape[:2] == (h // k * n, k + 1)
+    assert abstract["feat"].shape[:2] == (n, h // k + 1)
+    # Each segment's goal (the last D inputs) is constant over its K + 1 states.
+    d = agent.cfg.model.rssm.deter
+    goals = seg["feat"][..., -d:]
+    torch.testing.assert_close(goals, goals[:, :1].expand_as(goals))
+    # cont_0 is 1 - is_terminal of the data: batch row 0, last step is terminal.
+    cont0 = abstract["cont"][:, 0]
+    t = agent.cfg.replay.length
+    assert float(cont0[t - 1]) == 0.0 and float(cont0[:t - 1].min()) == 1.0
+
+
+def test_goals_are_decoded_manager_codes():
+    agent = make_agent()
+    batch = make_batch(agent)
+    with torch.no_grad():
+        _, post, _ = agent.wm.loss(batch)
+        start = {k: v.flatten(0, 1)[:6] for k, v in post.items()}
+        traj = agent.imagine(start, torch.ones(6))
+    k = agent.goal_every
+    torch.testing.assert_close(traj["goal"], agent.goal_ae.decode(traj["code"]))
+    for t in range(traj["code"].shape[1]):  # codes change only at t = 0, K, 2K
+        torch.testing.assert_close(traj["code"][:, t], traj["code"][:, t - t % k])
+    code = traj["code"][:, 0].reshape(6, agent.goal_ae.vars, agent.goal_ae.classes)
+    torch.testing.assert_close(code.sum(-1), torch.ones(6, agent.goal_ae.vars))
+
+
+# ---------------------------------------------------------------------------- acting
+class CountingCodes:
+    """Stands in for the manager's policy: the i-th draw returns codes filled with i."""
+
+    def __init__(self, code_size: int):
+        self.code_size, self.draws = code_size, itertools.count(1)
+
+    def __call__(self, feat):
+        value, size = float(next(self.draws)), self.code_size
+
+        class Dist:
+            def sample(self):
+                return torch.full((feat.shape[0], size), value)
+
+        return Dist()
+
+
+def test_policy_goal_phase_resets_on_is_first_and_holds_codes(monkeypatch):
+    agent = make_agent()
+    k = agent.goal_every
+    assert k == 4
+    monkeypatch.setattr(agent.manager.ac, "policy", CountingCodes(agent.goal_ae.code_size))
+    g = torch.Generator().manual_seed(0)
+    carry = None
+    firsts = [[1, 1], [0, 0], [0, 0], [1, 0], [0, 0], [0, 0], [0, 0], [0, 0]]
+    steps, codes, switches, ends = [], [], [], []
+    for t, first in enumerate(firsts):
+        obs = {"image": torch.randint(0, 256, (2, SIZE, SIZE, 3), dtype=torch.uint8, generator=g),
+               "is_first": torch.tensor(first, dtype=torch.bool)}
+        action, carry, info = agent.policy(obs, carry)
+        assert action.shape == (2, 5)
+        torch.testing.assert_close(action.sum(-1), torch.ones(2))
+        steps.append(info["step"].tolist())
+        codes.append(info["code"][:, 0].tolist())
+        switches.append(info["switch"].tolist())
+        ends.append(info["period_end"].tolist())
+        torch.testing.assert_close(carry["goal"], agent.goal_ae.decode(carry["code"]))
+        assert carry["step"].tolist() == [s + 1 for s in steps[-1]]
+    # Row 0 restarts at t = 3 (mid-period): its phase goes back to 0 and it draws a new code.
+    assert steps == [[0, 0], [1, 1], [2, 2], [0, 3], [1, 4], [2, 5], [3, 6], [4, 7]]
+    assert switches == [[True, True], [False, False], [False, False], [True, False],
+                        [False, True], [False, False], [False, False], [True, False]]
+    # Codes are held between switches; the i-th call's draw is i.
+    assert codes == [[1, 1], [1, 1], [1, 1], [4, 1], [4, 5], [4, 5], [4, 5], [8, 5]]
+    # A period ends when K steps ran, not when an episode restarts.
+    assert ends == [[False, False]] * 3 + [[False, False], [False, True], [False, False],
+                                           [False, False], [True, False]]
+
+
+def test_policy_eval_mode_takes_the_worker_mode_and_continuous_actions_are_clipped():
+    agent = make_agent()
+    obs = {"image": torch.zeros(3, SIZE, SIZE, 3, dtype=torch.uint8), "is_first": torch.ones(3, dtype=torch.bool)}
+    torch.manual_seed(0)
+    _, carry, info = agent.policy(obs, None, mode="eval")
+    torch.manual_seed(0)
+    action, _, _ = agent.policy(obs, None, mode="eval")
+    dist = agent.worker.ac.policy(agent.worker.inputs(agent.wm.feat(carry), info["goal"]))
+    torch.testing.assert_close(action, dist.mode().detach())
+    cont = make_agent(action=("continuous", 2))
+    with torch.no_grad():
+        cont.worker.ac.actor.out.bias.fill_(50.0)  # mean tanh(50) = 1, std 1: samples beyond 1
+    actions = torch.cat([cont.policy(obs)[0] for _ in range(5)])
+    assert actions.shape == (15, 2) and actions.min() >= -1 and actions.max() <= 1
+
+
+# ---------------------------------------------------------------------------- train_step
+@pytest.mark.parametrize("kind,action", [
+    ("director", ("discrete", 5)), ("dreamer", ("discrete", 5)), ("worldmodel", ("discrete", 5)),
+    ("director", ("continuous", 2)), ("dreamer", ("continuous", 2)),
+])
+def test_train_step_returns_finite_metrics(kind, action):
+    agent = make_agent(kind, action)
+    opts = agent.make_optimizers()
+    before = [p.detach().clone() for p in agent.parameters()]
+    metrics = agent.train_step(make_batch(agent), opts)
+    assert metrics["skipped"] == 0.0
+    bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
+    assert not bad, bad
+    assert "model_loss" in metrics
+    if kind == "director":
+        assert {"worker/actor_loss", "manager/actor_loss", "goal_loss", "imag_goal_reached"} <= set(metrics)
+    if kind == "dreamer":
+        assert "actor/actor_loss" in metrics
+    assert int(agent.updates) == 1
+    changed = [not torch.equal(a, b.detach()) for a, b in zip(before, agent.parameters())]
+    assert sum(changed) > len(changed) // 2
+
+
+def test_optimiser_groups_one_per_network():
+    agent = make_agent()
+    names = [name for name, _, _ in agent.optim_groups()]
+    assert names == ["model", "goal", "worker_actor", "worker_critic_goal", "manager_actor",
+                     "manager_critic_extr", "manager_critic_expl"]
+    params = [id(p) for _, m, _ in agent.optim_groups() for p in m.parameters()]
+    assert len(params) == len(set(params))  # no parameter in two optimisers
+    trainable = {id(p) for n, p in agent.named_parameters() if "slow_critics" not in n}
+    assert set(params) == trainable
+
+
+@pytest.mark.parametrize("field", ["reward", "action"])
+def test_nan_batch_is_skipped_without_changing_parameters(field):
+    agent = make_agent()
+    opts = agent.make_optimizers()
+    batch = make_batch(agent)
+    agent.train_step(batch, opts)  # optimiser state exists
+    params = {k: v.detach().clone() for k, v in agent.named_parameters()}
+    bad = dict(batch)
+    bad[field] = batch[field].clone()
+    bad[field][0, 2] = float("nan")
+    metrics = agent.train_step(bad, opts)
+    assert metrics["skipped"] == 1.0
+    for k, v in agent.named_parameters():
+        assert torch.equal(v, params[k]), k
+    assert int(agent.updates) == 1
+    # Nothing non-finite was stored (normalisers, adaptive scales): the next update is fine.
+    for k, v in agent.named_buffers():
+        assert torch.isfinite(v.float()).all(), k
+    metrics = agent.train_step(batch, opts)
+    assert metrics["skipped"] == 0.0 and all(math.isfinite(v) for v in metrics.values())
+
+
+def test_seeded_agent_training_is_deterministic_on_cpu():
+    def run(seed):
+        agent = make_agent(seed=seed)
+        opts = agent.make_optimizers()
+        torch.manual_seed(seed)
+        first = agent.train_step(make_batch(agent), opts)
+        second = agent.train_step(make_batch(agent, seed=1), opts)
+        return first, second
+
+    assert run(5) == run(5)
+    assert run(5) != run(6)
+
+
+# ---------------------------------------------------------------------------- continuous
+def test_continuous_worker_learns_through_dynamics_but_world_model_gets_no_gradient(monkeypatch):
+    agent = make_agent(action=("continuous", 2))
+    agent.worker.ac.entropy_scale.scale.fill_(0.0)  # the actor's only gradient is the return
+    store = losses_of_one_update(agent, monkeypatch)
+    store["worker"]["out"][0].backward(retain_graph=True)
+    assert grads(agent.worker.ac.actor)
+    for part in (agent.wm, agent.goal_ae, agent.manager):
+        assert not grads(part), type(part).__name__
+    agent.zero_grad(set_to_none=True)
+    store["manager"]["out"][0].backward(retain_graph=True)
+    assert not grads(agent.worker) and not grads(agent.wm)
+
+
+def test_continuous_dreamer_actor_learns_through_dynamics_but_world_model_gets_no_gradient(monkeypatch):
+    agent = make_agent("dreamer", ("continuous", 2))
+    agent.actor.entropy_scale.scale.fill_(0.0)
+    store = losses_of_one_update(agent, monkeypatch)
+    store["actor"]["out"][0].backward(retain_graph=True)
+    assert grads(agent.actor.actor) and grads(agent.actor.critics)
+    assert not grads(agent.wm)
+
+
+def test_continuous_worker_task_reward_ablation_is_differentiable_through_dynamics(monkeypatch):
+    # Only a task-reward critic (goal weight 0): the actor's gradient can only come from the
+    # predicted task reward (critics start at zero output, entropy bonus off).
+    agent = make_agent(action=("continuous", 2), overrides=["worker.goal=0", "worker.extr=1"])
+    assert set(agent.worker.ac.critics) == {"extr"}
+    agent.worker.ac.entropy_scale.scale.fill_(0.0)
+    store = losses_of_one_update(agent, monkeypatch)
+    store["worker"]["out"][0].backward(retain_graph=True)
+    assert grads(agent.worker.ac.actor)
+    assert not grads(agent.wm) and not grads(agent.manager)
