@@ -240,7 +240,7 @@ class Agent(nn.Module):
         Returns metrics as floats; a non-finite loss skips the update (`skipped`=1)."""
         loss, metrics = self.loss(batch)
         if not torch.isfinite(loss):
-            return {"skipped": 1.0, "loss": float(loss)}
+            return {"skipped": 1.0, "loss": float(loss.detach())}
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
         loss.backward()
