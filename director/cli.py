@@ -23,6 +23,15 @@ os.environ.setdefault("PYGLET_HEADLESS", "1")
 os.environ.setdefault("LP_NUM_THREADS", "0")
 
 
+def _quiet_library_warnings() -> None:
+    """Silence known, harmless library notices so that the progress bar stays readable."""
+    import warnings
+    for pattern in (".*dataloader_iter.*", ".*LeafSpec.*", ".*weights_only.*", ".*litlogger.*",
+                    ".*does not have many workers.*", ".*Experiment logs directory.*",
+                    ".*exists and is not empty.*"):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from director import config as config_lib
     from director.run import train
@@ -139,6 +148,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _quiet_library_warnings()
     try:
         return args.func(args)
     except _user_errors() as e:

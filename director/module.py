@@ -163,7 +163,7 @@ class DirectorModule(L.LightningModule):
         self.log_dict(bar, prog_bar=True, batch_size=1, reduce_fx="max")
         every = max(1, self.cfg.train.log_every // self.cfg.replay.train_every)
         if int(self.agent.updates) % every == 0:
-            rows = {k: float(v) for k, v in metrics.items()}
+            rows = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in metrics.items()}
             rows.update(updates=float(self.agent.updates), skipped_updates=float(self.skipped_updates))
             if recent:
                 rows["episode_length"] = float(np.mean([e["length"] for e in recent]))

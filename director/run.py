@@ -123,8 +123,11 @@ def train(cfg: Config | None = None, resume: str | Path | None = None, progress:
         del ckpt
     else:
         assert cfg is not None
-        run_dir = Path(cfg.train.run_dir) if cfg.train.run_dir else default_run_dir(cfg)
-        if (run_dir / "checkpoints" / "last.ckpt").exists():
+        # DDP: Lightning re-launches this command for ranks > 0; they inherit the run directory.
+        shared = os.environ.get("DIRECTOR_RUN_DIR") if os.environ.get("LOCAL_RANK", "0") != "0" else None
+        run_dir = Path(shared or cfg.train.run_dir or default_run_dir(cfg))
+        os.environ["DIRECTOR_RUN_DIR"] = str(run_dir)
+        if shared is None and (run_dir / "checkpoints" / "last.ckpt").exists():
             raise ConfigError(f"The run directory {run_dir} already holds a run. Continue it with "
                               f"`director train --resume {run_dir}`, or choose another train.run_dir.")
     worlds.make(cfg.env.world, size=cfg.env.size).close()  # fail early on a bad world

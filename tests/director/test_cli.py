@@ -1,0 +1,87 @@
+"""The command line: clear errors (exit 2, no traceback) and the main commands."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from director import config
+from director.run import train
+
+
+def _cli(*args):
+    env = {**os.environ, "PYGLET_HEADLESS": "1"}
+    return subprocess.run([sys.executable, "-m", "director", *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def _assert_user_error(result, *words):
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in result.stderr, result.stderr
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("run")
+    return train(config.load("debug", [f"train.run_dir={path}", "train.steps=96", "replay.prefill=64"]),
+                 progress=False)
+
+
+def test_unknown_world_is_a_clear_error():
+    _assert_user_error(_cli("train", "debug", "env.world=pinpad-tree"), "pinpad-three")
+
+
+def test_bad_config_key_names_the_nearest_key():
+    _assert_user_error(_cli("train", "debug", "model.rssm.detr=3"), "model.rssm.deter")
+
+
+def test_bad_config_value_names_key_and_value():
+    _assert_user_error(_cli("train", "debug", "replay.batch=many"), "replay.batch", "many")
+    _assert_user_error(_cli("train", "debug", "manager.goal_every=0"), "manager.goal_every")
+
+
+def test_unknown_preset_lists_presets():
+    _assert_user_error(_cli("train", "papr"), "paper")
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    _assert_user_error(_cli("eval", str(tmp_path / "nothing")), "No checkpoint")
+
+
+def test_corrupt_checkpoint_is_a_clear_error_and_is_left_alone(tmp_path):
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(b"\x00garbage")
+    _assert_user_error(_cli("eval", str(tmp_path)), "corrupt")
+    assert ckpt.read_bytes() == b"\x00garbage"
+
+
+def test_eval_reports_return_and_success(run_dir):
+    result = _cli("eval", str(run_dir), "--episodes", "1")
+    assert result.returncode == 0, result.stderr
+    assert '"success"' in result.stdout and '"return"' in result.stdout
+
+
+def test_world_that_does_not_match_the_checkpoint_is_a_clear_error(run_dir):
+    _assert_user_error(_cli("eval", str(run_dir), "--world", "minigrid-fourrooms"), "does not match")
+
+
+def test_new_run_refuses_to_overwrite_an_existing_run(run_dir):
+    before = (run_dir / "checkpoints" / "last.ckpt").read_bytes()
+    _assert_user_error(_cli("train", "debug", f"train.run_dir={run_dir}"), "--resume")
+    assert (run_dir / "checkpoints" / "last.ckpt").read_bytes() == before
+
+
+def test_resume_rejects_changing_network_sizes(run_dir):
+    _assert_user_error(_cli("train", "--resume", str(run_dir), "model.rssm.deter=64"), "train.")
+
+
+def test_worlds_list_and_config_keys():
+    result = _cli("worlds", "list")
+    assert result.returncode == 0 and "pinpad-three" in result.stdout and "maze-xl" in result.stdout
+    result = _cli("config", "--keys")
+    assert result.returncode == 0 and "manager.goal_every" in result.stdout

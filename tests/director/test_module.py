@@ -1,0 +1,128 @@
+"""DirectorModule and runs: exact resume, atomic checkpoints, SIGTERM, NaN handling, DDP."""
+from __future__ import annotations
+
+import csv
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from director import config
+from director.errors import CheckpointError
+from director.module import DirectorModule, RunCheckpoint, TrainingDiverged
+from director.run import load_module, train
+
+FAST = ["train.log_every=16", "train.checkpoint_every=100000", "replay.prefill=64"]
+
+
+def _metric_rows(run_dir: Path) -> dict[float, dict[str, str]]:
+    rows = {}
+    for path in sorted(glob.glob(str(run_dir / "logs" / "version_*" / "metrics.csv"))):
+        for row in csv.DictReader(open(path)):
+            if row.get("image_loss"):
+                rows[float(row["updates"])] = row
+    return rows
+
+
+def test_resume_gives_the_same_next_metrics_as_an_uninterrupted_run(tmp_path):
+    straight = train(config.load("debug", FAST + [f"train.run_dir={tmp_path / 'a'}", "train.steps=224"]),
+                     progress=False)
+    first = train(config.load("debug", FAST + [f"train.run_dir={tmp_path / 'b'}", "train.steps=144"]),
+                  progress=False)
+    resumed = train(None, resume=first, progress=False, overrides=["train.steps=224"])
+    a, b = _metric_rows(straight), _metric_rows(resumed)
+    after = [u for u in a if u > 6]  # updates after the interruption (144 steps = update 6)
+    assert after, a.keys()
+    for u in after:
+        for key in ("image_loss", "kl", "worker/actor_loss", "manager/critic_loss", "goal_rec"):
+            assert a[u][key] == b[u][key], (u, key)
+    info = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=False)["director"]
+    assert info["env_steps"] == 224
+
+
+def test_checkpoint_write_crash_leaves_previous_checkpoint_usable(tmp_path, monkeypatch):
+    run = train(config.load("debug", FAST + [f"train.run_dir={tmp_path}", "train.steps=96"]), progress=False)
+    ckpt = run / "checkpoints" / "last.ckpt"
+    before = ckpt.read_bytes()
+    module, _ = load_module(run)
+
+    class CrashingTrainer:
+        world_size, global_rank, is_global_zero = 1, 0, True
+
+        class strategy:  # noqa: N801
+            @staticmethod
+            def barrier(*_):
+                pass
+
+        @staticmethod
+        def save_checkpoint(path):
+            Path(path).write_bytes(b"partial")
+            raise OSError("disk full")
+
+    module.run_dir = run
+    module.stream = type("S", (), {"state_dict": lambda self: {}, "env_steps": 0})()
+    with pytest.raises(OSError):
+        RunCheckpoint().save(CrashingTrainer(), module)
+    assert ckpt.read_bytes() == before
+    load_module(run)  # still loads
+
+
+def test_nonfinite_losses_are_skipped_then_stop_the_run(tmp_path, monkeypatch):
+    def nan_loss(self, batch):
+        return torch.tensor(float("nan")), {"image_loss": torch.tensor(float("nan"))}
+
+    monkeypatch.setattr("director.agent.Agent.loss", nan_loss)
+    cfg = config.load("debug", FAST + [f"train.run_dir={tmp_path}", "train.steps=400",
+                                      "train.max_bad_updates=3"])
+    with pytest.raises(TrainingDiverged, match="not finite in 3 consecutive updates"):
+        train(cfg, progress=False)
+
+
+def test_module_rejects_a_checkpoint_without_director_state():
+    module = DirectorModule(config.load("debug"))
+    with pytest.raises(CheckpointError):
+        module.on_load_checkpoint({"state_dict": {}})
+
+
+def _cli(*args, **kw):
+    env = {**os.environ, "PYGLET_HEADLESS": "1"}
+    return subprocess.run([sys.executable, "-m", "director", *args], capture_output=True, text=True,
+                          env=env, timeout=300, **kw)
+
+
+def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path):
+    run = tmp_path / "run"
+    env = {**os.environ, "PYGLET_HEADLESS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "director", "train", "debug", f"train.run_dir={run}",
+                             "train.steps=1000000", "train.checkpoint_every=1000000", "replay.prefill=64",
+                             "--no-progress"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(run.glob("logs/version_0/metrics.csv")):
+        time.sleep(0.5)
+    time.sleep(2)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=120)
+    ckpt = run / "checkpoints" / "last.ckpt"
+    assert ckpt.exists(), proc.stdout.read().decode()[-2000:]
+    info = torch.load(ckpt, weights_only=False)["director"]
+    assert info["updates"] > 0
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="DDP smoke test runs on Linux CPUs")
+def test_ddp_two_cpu_processes_train_and_checkpoint(tmp_path):
+    run = tmp_path / "ddp"
+    result = _cli("train", "debug", "train.devices=2", "train.accelerator=cpu", f"train.run_dir={run}",
+                  "train.steps=256", "replay.prefill=64", "--no-progress")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (run / "checkpoints" / "last.ckpt").exists()
+    assert sorted(p.name for p in (run / "replay").iterdir()) == ["rank0", "rank1"]
+    streams = sorted(p.name.split("-")[1] for p in (run / "checkpoints").glob("stream-*.pkl"))
+    assert streams == ["rank0", "rank1"]
+    info = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["director"]
+    assert info["updates"] > 0
