@@ -151,8 +151,10 @@ class ActorCritic(nn.Module):
             metrics[f"{name}_reward"] = reward.mean()
             metrics[f"{name}_return"] = ret.mean()
             metrics[f"{name}_return_std"] = norm.std()
-        self.advantage_norm.update(advantage)
-        advantage = (advantage - self.advantage_norm.mean) / self.advantage_norm.std()
+        if cfg.advantage_norm:
+            # Note: this also scales pure noise up to unit size when no critic sees any reward.
+            self.advantage_norm.update(advantage)
+            advantage = (advantage - self.advantage_norm.mean) / self.advantage_norm.std()
         policy = self.policy(sg_feat[:, :-1])
         entropy = policy.normalized_entropy()
         if self.discrete:

@@ -72,6 +72,7 @@ class ActorCriticConfig:
     slow_every: int = 100  # hard copy of the critic into the slow target critic, in updates
     return_decay: float = 0.999  # EMA decay of each critic's return mean and mean-square
     return_min_std: float = 0.01  # floor of the return std used to normalise scores
+    advantage_norm: bool = True  # normalise the summed advantage by its EMA mean and std (paper)
     advantage_decay: float = 0.99  # EMA decay of the advantage mean and std
     unimix: float = 0.01  # uniform mixing of categorical policies
     entropy_target: float = 0.5  # target normalised entropy of the adaptive entropy bonus

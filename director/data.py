@@ -8,6 +8,7 @@ One iteration collects `replay.train_every` env steps with the agent's current p
 """
 from __future__ import annotations
 
+import collections
 import io
 import pickle
 import random
@@ -49,7 +50,8 @@ class ExperienceStream(IterableDataset):
         self.prefill = cfg.replay.prefill // world_size
         self.episodes: list[dict] = []  # finished since the last `pop_episodes`
         self.last_info: dict[str, Any] = {}
-        self.goal_stats: list[float] = []  # goal reward reached at the end of each goal period
+        # Goal reward reached at the end of each of the most recent goal periods.
+        self.goal_stats: collections.deque[float] = collections.deque(maxlen=256)
 
     @property
     def env_steps(self) -> int:
@@ -62,7 +64,7 @@ class ExperienceStream(IterableDataset):
         action, self.carry, self.last_info = self.agent_policy(obs, self.carry)
         if "period_end" in self.last_info:
             ended = self.last_info["period_end"].cpu().numpy()
-            self.goal_stats += self.last_info["reached"].cpu().numpy()[ended].tolist()
+            self.goal_stats.extend(self.last_info["reached"].cpu().numpy()[ended].tolist())
         return action
 
     def collect(self, steps: int) -> None:
@@ -70,10 +72,10 @@ class ExperienceStream(IterableDataset):
         while self.env_steps < target:
             self.episodes += self.collector.step(self._policy)
 
-    def pop_goal_stats(self, threshold: float = 0.7) -> dict[str, float]:
-        """Mean goal reward reached at the end of the goal periods since the last call, and the
-        fraction of periods that ended above `threshold`."""
-        values, self.goal_stats = np.array(self.goal_stats), []
+    def goal_summary(self, threshold: float = 0.7) -> dict[str, float]:
+        """Mean goal reward reached at the end of the recent goal periods, and the fraction of
+        periods that ended above `threshold`."""
+        values = np.array(self.goal_stats)
         return {"goal_reached": float(values.mean()), "goal_reached_frac": float((values > threshold).mean())}
 
     def pop_episodes(self) -> list[dict]:
@@ -126,7 +128,8 @@ class ExperienceStream(IterableDataset):
             self.collector.episodes = state["episodes_total"]
             self.carry = None
         self.episodes = list(state["pending"]["episodes"])
-        self.goal_stats = list(state["pending"]["goal_stats"])
+        self.goal_stats.clear()
+        self.goal_stats.extend(state["pending"]["goal_stats"])
         self.random.rng.bit_generator.state = state["random"]
         torch.set_rng_state(state["rng"]["torch"])
         np.random.set_state(state["rng"]["numpy"])

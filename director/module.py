@@ -161,15 +161,14 @@ class DirectorModule(L.LightningModule):
             bar["return"] = float(np.mean([e["return"] for e in recent]))
             bar["success"] = float(np.mean([e["success"] for e in recent]))
         self.log_dict(bar, prog_bar=True, batch_size=1, reduce_fx="max")
-        every = max(1, self.cfg.train.log_every // self.cfg.replay.train_every)
-        if int(self.agent.updates) % every == 0:
-            rows = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in metrics.items()}
-            rows.update(updates=float(self.agent.updates), skipped_updates=float(self.skipped_updates))
-            if recent:
-                rows["episode_length"] = float(np.mean([e["length"] for e in recent]))
-            if stream and stream.goal_stats:
-                rows.update(stream.pop_goal_stats())
-            self.log_dict(rows, batch_size=1)
+        # Lightning writes a row every `log_every_n_steps` updates (see run.make_trainer).
+        rows = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in metrics.items()}
+        rows.update(updates=float(self.agent.updates), skipped_updates=float(self.skipped_updates))
+        if recent:
+            rows["episode_length"] = float(np.mean([e["length"] for e in recent]))
+        if stream and stream.goal_stats:
+            rows.update(stream.goal_summary())
+        self.log_dict(rows, batch_size=1)
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -103,7 +103,8 @@ def make_trainer(cfg: Config, run_dir: Path, callbacks: list, progress: bool = T
     return L.Trainer(
         accelerator=cfg.train.accelerator, devices=cfg.train.devices, strategy=strategy,
         precision=cfg.train.precision, max_epochs=epochs, logger=_loggers(run_dir), callbacks=callbacks,
-        enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=1,
+        enable_progress_bar=progress, enable_model_summary=False,
+        log_every_n_steps=max(1, cfg.train.log_every // cfg.replay.train_every),
         enable_checkpointing=False, num_sanity_val_steps=0, deterministic=False)
 
 
