@@ -1,0 +1,49 @@
+"""Smoke tests of the experiment scripts: each runs with --quick in a subprocess (seconds)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+
+
+def _run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYGLET_HEADLESS": "1", "LP_NUM_THREADS": "0"}
+    return subprocess.run([sys.executable, str(EXPERIMENTS / script), *args], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=120)
+
+
+def _last_line(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines, result.stderr[-3000:]
+    return lines[-1]
+
+
+def test_bench_world_model_quick(tmp_path):
+    result = _run("bench_world_model.py", "--quick", "--threads", "1", cwd=tmp_path)
+    line = _last_line(result)
+    assert line.startswith("bench_world_model: debug WM update "), line
+    assert "Director update" in line and "peak RSS" in line and "matmul peak" in line
+    assert "| debug | 4x8, 16 |" in result.stdout  # the markdown table row
+
+
+def test_wm_learning_quick(tmp_path):
+    out = tmp_path / "wm"
+    result = _run("wm_learning.py", "--quick", "--threads", "1", "--out", str(out), cwd=tmp_path)
+    line = _last_line(result)
+    assert line.startswith("wm_learning: pinpad-three 40 updates, image_loss "), line
+    assert "copy-baseline" in line and line.rstrip().endswith("[quick: baseline check skipped]")
+    assert ": PASS" in line
+    assert (out / "run" / "checkpoints" / "last.ckpt").exists()
+    with Image.open(out / "openloop.png") as image:
+        width, height = image.size
+    assert width > 16 * 4 * 10 and height > 16 * 4 * 3 * 2  # >= 10 columns, >= 2 sequences of 3 rows
+    mse = np.load(out / "openloop_mse.npz")
+    assert mse["model"].shape == (30,) and mse["copy"].shape == (30,)
+    assert np.isfinite(mse["model"]).all()
