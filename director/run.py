@@ -7,6 +7,7 @@ A run directory holds:
     episodes.csv           one row per finished training episode
     checkpoints/last.ckpt  the latest atomic checkpoint (+ stream-rank<r>-<tag>.pkl files)
     replay/rank<r>/        episodes as compressed .npz files
+    strips/                episode strips recorded every train.record_every env steps
 """
 from __future__ import annotations
 
@@ -70,6 +71,24 @@ class EpisodeWriter(L.Callback):
                 writer.writeheader()
             writer.writerows(new)
         self.written = len(module.episode_log)
+
+
+class GoalRecorder(L.Callback):
+    """Every `every` env steps, saves an episode strip (observations over decoded goals) to
+    RUN_DIR/strips/ (rank 0; Director agents only; `train.record_every`, off when 0)."""
+
+    def __init__(self, every: int, folder: Path):
+        self.every, self.folder, self._last = every, folder, 0
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: DirectorModule, *args: Any) -> None:
+        if not trainer.is_global_zero or module.stream is None:
+            return
+        mark = module.stream.env_steps // self.every
+        if mark > self._last:
+            self._last = mark
+            from goal_vis import record_strip
+            record_strip(module, self.folder / f"strip-{module.stream.env_steps:09d}.png",
+                         steps=4 * module.cfg.manager.goal_every, seed=mark)
 
 
 def load_checkpoint_info(path: Path) -> dict:
@@ -138,8 +157,10 @@ def train(cfg: Config | None = None, resume: str | Path | None = None, progress:
         torch.set_num_threads(cfg.train.threads)
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     module = DirectorModule(cfg, run_dir=run_dir)
-    trainer = make_trainer(cfg, run_dir, [RunCheckpoint(), EpisodeWriter(run_dir / "episodes.csv")], progress,
-                           epochs)
+    callbacks: list = [RunCheckpoint(), EpisodeWriter(run_dir / "episodes.csv")]
+    if cfg.train.record_every and cfg.agent == "director":
+        callbacks.append(GoalRecorder(cfg.train.record_every, run_dir / "strips"))
+    trainer = make_trainer(cfg, run_dir, callbacks, progress, epochs)
     trainer.fit(module, ckpt_path=str(ckpt_path) if ckpt_path else None)
     if module.stream is not None:
         module.stream.close()

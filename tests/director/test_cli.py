@@ -27,8 +27,13 @@ def _assert_user_error(result, *words):
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("run")
-    return train(config.load("debug", [f"train.run_dir={path}", "train.steps=96", "replay.prefill=64"]),
-                 progress=False)
+    return train(config.load("debug", [f"train.run_dir={path}", "train.steps=96", "replay.prefill=64",
+                                       "train.record_every=48", "train.threads=1"]), progress=False)
+
+
+def test_training_records_goal_strips_when_asked(run_dir):
+    strips = sorted((run_dir / "strips").glob("strip-*.png"))
+    assert len(strips) >= 1 and strips[0].stat().st_size > 0
 
 
 def test_unknown_world_is_a_clear_error():
