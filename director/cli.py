@@ -128,9 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("goals", help="goal visualisation: videos, contact sheet, atlas, HTML report")
     p.add_argument("target", help="run directory or checkpoint file")
     p.add_argument("--world", help="run on another world with the same spaces")
-    p.add_argument("--episodes", type=int, default=1)
+    p.add_argument("--episodes", type=int, default=1, help="episodes to run and measure")
     p.add_argument("--out", help="output directory (default: RUN_DIR/goals)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-steps", type=int, default=2000, help="env steps per episode at most")
+    p.add_argument("--video-steps", type=int, default=300, help="frames in the episode video")
+    p.add_argument("--horizon", type=int, default=64, help="imagined steps of the worker rollouts")
     p.set_defaults(func=_cmd_goals)
     return parser
 
