@@ -150,7 +150,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_intermixed_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    # key=value overrides may also follow options (`director train debug --no-progress a=1`).
+    if rest and hasattr(args, "overrides") and all("=" in r and not r.startswith("-") for r in rest):
+        args.overrides = list(args.overrides) + rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     _quiet_library_warnings()
     try:
         return args.func(args)
