@@ -162,8 +162,9 @@ class ActorCritic(nn.Module):
         else:
             objective = advantage
         actor_loss = -(weight[:, :-1] * (objective + self.entropy_scale() * entropy)).mean()
+        adapt_on = entropy if cfg.entropy_states == "all" else entropy[:, 0]
         metrics.update(critic_loss=critic_loss.detach(), actor_loss=actor_loss.detach(),
-                       entropy=entropy.mean().detach(), entropy_scale=self.entropy_scale().clone(),
+                       entropy=adapt_on.mean().detach(), entropy_all=entropy.mean().detach(), entropy_scale=self.entropy_scale().clone(),
                        advantage_std=self.advantage_norm.std().clone())
         return critic_loss + actor_loss, metrics
 

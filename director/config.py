@@ -77,6 +77,9 @@ class ActorCriticConfig:
     unimix: float = 0.01  # uniform mixing of categorical policies
     entropy_target: float = 0.5  # target normalised entropy of the adaptive entropy bonus
     entropy_scale: float = 1.0  # initial entropy coefficient eta (adapted within [1e-5, 100])
+    # Where the normalised entropy that eta adapts on is measured: "all" imagined states, or
+    # only the "start" states (replay posteriors, what the agent meets when acting).
+    entropy_states: str = "all"
     actor_opt: OptimConfig = field(default_factory=OptimConfig)
     critic_opt: OptimConfig = field(default_factory=OptimConfig)
 
@@ -160,6 +163,9 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "worker.goal_reward": ("max_cosine", "cosine", "l2"),
     "train.precision": ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true"),
     "train.accelerator": ("auto", "cpu", "cuda", "gpu", "mps"),
+    "actor.entropy_states": ("all", "start"),
+    "manager.ac.entropy_states": ("all", "start"),
+    "worker.ac.entropy_states": ("all", "start"),
 }
 _POSITIVE_INT = (
     "env.num_envs", "model.rssm.deter", "model.rssm.stoch", "model.rssm.classes", "model.rssm.hidden",

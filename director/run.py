@@ -217,5 +217,3 @@ def evaluate(module: DirectorModule, episodes: int = 10, seed: int = 12345, mode
             "success": float(np.mean([e["success"] for e in done])) if done else float("nan"),
             "length": float(np.mean([e["length"] for e in done])) if done else float("nan")}
 
-
-os.environ.setdefault("PYGLET_HEADLESS", "1")
