@@ -278,3 +278,31 @@ def test_continuous_actor_learns_by_backprop_through_returns():
     loss.backward()
     assert ac.actor.out.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in ac.slow_critics.parameters())
+
+
+def test_without_advantage_normalisation_the_score_is_used_as_is():
+    ac = make_ac(advantage_norm=False, return_min_std=1.0)
+    ac.entropy_scale.scale.fill_(0.0)
+    set_critic_output(ac, "extr", 0.0)
+    traj = traj_of(4, 3, seed=5)
+    _, metrics = ac.loss(traj)
+    assert int(ac.advantage_norm.count) == 0  # the advantage normaliser was never updated
+    ret = lambda_return(traj["rewards"]["extr"], torch.zeros(4, 4), traj["cont"], ac.cfg.discount, ac.cfg.lambda_)
+    std = max(float(ret.std(unbiased=False)), 1.0)  # the floor of 1 applies to small returns
+    with torch.no_grad():
+        policy = ac.policy(traj["feat"][:, :-1])
+        logp = policy.log_prob(traj["action"][:, :-1])
+    weight = traj["cont"][:, :1] * torch.cat(
+        [torch.ones(4, 1), torch.cumprod(ac.cfg.discount * traj["cont"][:, 1:-1], 1)], 1)
+    expected = -(weight * logp * ret / std).mean()
+    assert float(metrics["actor_loss"]) == pytest.approx(float(expected), rel=1e-4)
+
+
+def test_entropy_coefficient_can_adapt_on_start_states_only():
+    ac = make_ac(entropy_states="start")
+    traj = traj_of(4, 3, seed=6)
+    _, metrics = ac.loss(traj)
+    with torch.no_grad():
+        ent = ac.policy(traj["feat"][:, :-1]).normalized_entropy()
+    assert float(metrics["entropy"]) == pytest.approx(float(ent[:, 0].mean()), rel=1e-5)
+    assert float(metrics["entropy_all"]) == pytest.approx(float(ent.mean()), rel=1e-5)
