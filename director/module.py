@@ -230,7 +230,7 @@ class RunCheckpoint(L.Callback):
         module.save_stream(tag)
         trainer.strategy.barrier("director-stream")
         tmp = folder / "last.ckpt.tmp"
-        trainer.save_checkpoint(tmp)
+        trainer.save_checkpoint(tmp, weights_only=False)
         if trainer.is_global_zero:
             os.replace(tmp, folder / "last.ckpt")
         trainer.strategy.barrier("director-ckpt")

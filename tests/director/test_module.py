@@ -61,7 +61,7 @@ def test_checkpoint_write_crash_leaves_previous_checkpoint_usable(tmp_path, monk
                 pass
 
         @staticmethod
-        def save_checkpoint(path):
+        def save_checkpoint(path, weights_only=None):
             Path(path).write_bytes(b"partial")
             raise OSError("disk full")
 
