@@ -1,7 +1,9 @@
 """Learning check of the world model alone: does it learn to reconstruct and predict a world?
 
-    python experiments/wm_learning.py                                   # pinpad-three, 600 updates, 64 px
-    python experiments/wm_learning.py --world maze-s --updates 1000 --size 32 --out out/wm-maze
+    python experiments/wm_learning.py                                   # pinpad-three, 5000 updates, 32 px (~10 min)
+    python experiments/wm_learning.py --world maze-s --updates 1000 --out out/wm-maze
+(On pinpad-three the 2x2-px agent is learned between 4000 and 5000 updates at 32 px; with 2000
+updates, or 600 at 64 px, the model draws everything but the agent and the check fails.)
     python experiments/wm_learning.py --quick --threads 1               # smoke check (seconds)
     python experiments/wm_learning.py --out DIR --reuse                 # analyse DIR/run again
 
@@ -154,9 +156,9 @@ def frame_grid(truth: np.ndarray, pred: np.ndarray, rows: list[int], scale: int)
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--world", default="pinpad-three")
-    parser.add_argument("--updates", type=int, default=None, help="world-model updates (default 600; 40 with --quick)")
+    parser.add_argument("--updates", type=int, default=None, help="world-model updates (default 5000; 40 with --quick)")
     parser.add_argument("--preset", default=None, help="network sizes etc. (default: default; debug with --quick)")
-    parser.add_argument("--size", type=int, default=None, help="image size (default 64; 16 with --quick)")
+    parser.add_argument("--size", type=int, default=None, help="image size (default 32; 16 with --quick)")
     parser.add_argument("--length", type=int, default=40, help="steps of each open-loop sequence (>= 35)")
     parser.add_argument("--sequences", type=int, default=None, help="sequences for the error curves (default 32)")
     parser.add_argument("--out", default=None, help="output folder (default out/wm_learning/<world>-<updates>u-<time>)")
@@ -167,9 +169,9 @@ def main() -> int:
                         help="smoke check: debug preset, 16 px, 40 updates at lr 3e-3, no baseline check")
     parser.add_argument("override", nargs="*", help="extra key=value configuration overrides")
     args = parser.parse_args()
-    args.updates = args.updates or (40 if args.quick else 600)
+    args.updates = args.updates or (40 if args.quick else 5000)
     args.preset = args.preset or ("debug" if args.quick else "default")
-    args.size = args.size or (16 if args.quick else 64)
+    args.size = args.size or (16 if args.quick else 32)
     args.sequences = args.sequences or (8 if args.quick else 32)
     if args.quick:  # a few dozen updates must show learning: a larger step size
         args.override = ["model.opt.lr=3e-3"] + list(args.override)
