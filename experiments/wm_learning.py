@@ -2,10 +2,11 @@
 
     python experiments/wm_learning.py                                   # pinpad-three, 5000 updates, 32 px (~10 min)
     python experiments/wm_learning.py --world maze-s --updates 1000 --out out/wm-maze
-(On pinpad-three the 2x2-px agent is learned between 4000 and 5000 updates at 32 px; with 2000
-updates, or 600 at 64 px, the model draws everything but the agent and the check fails.)
     python experiments/wm_learning.py --quick --threads 1               # smoke check (seconds)
     python experiments/wm_learning.py --out DIR --reuse                 # analyse DIR/run again
+
+On pinpad-three the 2x2-px agent is learned between 4000 and 5000 updates at 32 px; with 2000
+updates, or 600 at 64 px, the model draws everything but the agent and the check fails.
 
 Trains `agent=worldmodel` (the world model only; the agent acts uniformly at random) through
 director.run.train with train.steps = replay.prefill + updates * replay.train_every, then:
