@@ -150,7 +150,7 @@ class Agent(nn.Module):
         feats, codes, goals, actions, deters = [], [], [], [], []
         state = start
         backprop = not self.discrete  # continuous worker: gradients through the dynamics
-        with frozen(self.wm, self.goal_ae), torch.set_grad_enabled(torch.is_grad_enabled()):
+        with frozen(self.wm, self.goal_ae):
             for t in range(horizon + 1):
                 feat = self.wm.feat(state)
                 if t % k == 0:

@@ -193,27 +193,39 @@ def load_module(target: str | Path, world: str | None = None) -> tuple[DirectorM
     return module, info
 
 
+def run_episodes(world: str, size: int, num_envs: int, policy, episodes: int, seed: int,
+                 max_steps: int | None = None) -> list[dict]:
+    """Step `num_envs` envs of `world` with `policy(obs) -> actions (N, A)` until `episodes`
+    episodes finished (or `max_steps` vector steps); returns their Collector stats."""
+    from director.collect import Collector
+    envs = worlds.make_vector(world, num_envs, size=size, seed=seed)
+    collector = Collector(envs, None)
+    collector.reset(seed=seed)
+    done, steps = [], 0
+    try:
+        while len(done) < episodes and (max_steps is None or steps < max_steps):
+            done += collector.step(policy)
+            steps += 1
+    finally:
+        envs.close()
+    return done[:episodes]
+
+
+def summarize(done: list[dict]) -> dict[str, float]:
+    """Mean return, success and length of finished episodes."""
+    mean = lambda key: float(np.mean([e[key] for e in done])) if done else float("nan")  # noqa: E731
+    return {"episodes": len(done), "return": mean("return"), "success": mean("success"), "length": mean("length")}
+
+
 def evaluate(module: DirectorModule, episodes: int = 10, seed: int = 12345, mode: str = "eval",
              max_steps: int | None = None) -> dict[str, float]:
     """Run full episodes with the worker's mode action; return mean return and success rate."""
-    from director.collect import Collector
-    cfg = module.cfg
-    envs = worlds.make_vector(cfg.env.world, min(cfg.env.num_envs, episodes), size=cfg.env.size, seed=seed)
-    collector = Collector(envs, None)
-    collector.reset(seed=seed)
-    carry, done, steps = None, [], 0
+    cfg, carry = module.cfg, None
 
     def policy(obs: dict[str, np.ndarray]) -> np.ndarray:
         nonlocal carry
         action, carry, _ = module.act(obs, carry, mode)
         return action
 
-    while len(done) < episodes and (max_steps is None or steps < max_steps):
-        done += collector.step(policy)
-        steps += 1
-    envs.close()
-    done = done[:episodes]
-    return {"episodes": len(done), "return": float(np.mean([e["return"] for e in done])) if done else float("nan"),
-            "success": float(np.mean([e["success"] for e in done])) if done else float("nan"),
-            "length": float(np.mean([e["length"] for e in done])) if done else float("nan")}
-
+    return summarize(run_episodes(cfg.env.world, cfg.env.size, min(cfg.env.num_envs, episodes), policy,
+                                  episodes, seed, max_steps))

@@ -70,9 +70,10 @@ class RSSM(nn.Module):
         """Posterior step; where is_first, the previous state and action are replaced by the
         initial state and zeros. Returns (posterior, prior); both share the prior's deter."""
         keep = (~is_first).float().unsqueeze(-1)
-        init = self.initial(action.shape[0])
-        state = {k: v * keep.reshape(-1, *[1] * (v.ndim - 1)) + init[k] * (1 - keep).reshape(-1, *[1] * (v.ndim - 1))
-                 for k, v in state.items()}
+        if is_first.any():  # most steps start no episode: skip building the initial state
+            init = self.initial(action.shape[0])
+            state = {k: torch.where(is_first.reshape(-1, *[1] * (v.ndim - 1)), init[k], v)
+                     for k, v in state.items()}
         prior = self.img_step(state, action * keep)
         logits = self._logits(self.obs_out, torch.cat([prior["deter"], embed.float()], -1))
         post = {"deter": prior["deter"], "stoch": OneHotDist(logits).sample(), "logits": logits}

@@ -47,17 +47,12 @@ def train(agent: str, args: argparse.Namespace, out: Path) -> subprocess.Popen:
 
 def random_policy(world: str, size: int, episodes: int, seed: int) -> dict[str, float]:
     import worlds
-    from director.collect import Collector, RandomPolicy
-    envs = worlds.make_vector(world, 4, size=size, seed=seed)
-    collector, policy, done = Collector(envs, None), RandomPolicy(None, seed) if False else None, []
-    policy = RandomPolicy(envs.single_action_space, seed)
-    collector.reset(seed=seed)
-    while len(done) < episodes:
-        done += collector.step(policy)
-    envs.close()
-    done = done[:episodes]
-    return {"return": float(np.mean([e["return"] for e in done])),
-            "success": float(np.mean([e["success"] for e in done])), "episodes": len(done)}
+    from director.collect import RandomPolicy
+    from director.run import run_episodes, summarize
+    env = worlds.make(world, size=size)
+    policy = RandomPolicy(env.action_space, seed)
+    env.close()
+    return summarize(run_episodes(world, size, 4, policy, episodes, seed))
 
 
 def curve(run: Path, window: int = 20) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -22,6 +22,20 @@ STRIP_COLUMNS = 8
 GIF_FPS = 10
 
 
+def random_rollout(env: Any, steps: int) -> list[np.ndarray]:
+    """Images (H, W, 3) of `steps` uniformly random actions from a reset, resetting (and
+    keeping the reset frame) whenever an episode ends."""
+    obs, _ = env.reset()
+    frames = [obs["image"]]
+    for _ in range(steps):
+        obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        frames.append(obs["image"])
+        if terminated or truncated:
+            obs, _ = env.reset()
+            frames.append(obs["image"])
+    return frames
+
+
 def show(name: str, *, steps: int = 100, out: str | Path, seed: int = 0, size: int = 64,
          **options: Any) -> dict[str, Path]:
     """Run `steps` uniformly random actions in world `name` and save the frames.
@@ -37,14 +51,7 @@ def show(name: str, *, steps: int = 100, out: str | Path, seed: int = 0, size: i
     gif_path.parent.mkdir(parents=True, exist_ok=True)
     env = make(name, size=size, seed=seed, **options)
     try:
-        obs, _ = env.reset()
-        frames = [obs["image"]]
-        for _ in range(steps):
-            obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
-            frames.append(obs["image"])
-            if terminated or truncated:
-                obs, _ = env.reset()
-                frames.append(obs["image"])
+        frames = random_rollout(env, steps)
     finally:
         env.close()
     iio.imwrite(gif_path, np.stack(frames), duration=1000 / GIF_FPS, loop=0)

@@ -7,6 +7,7 @@ from gymnasium import spaces
 from PIL import Image
 
 import worlds
+from worlds.preview import random_rollout
 from worlds import WorldError
 
 CHEAP = ["pinpad-three", "pinpad-eight", "maze-s", "maze-xl",
@@ -14,15 +15,7 @@ CHEAP = ["pinpad-three", "pinpad-eight", "maze-s", "maze-xl",
 
 
 def rollout(env, steps: int = 30) -> list[np.ndarray]:
-    obs, _ = env.reset()
-    frames = [obs["image"]]
-    for _ in range(steps):
-        obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
-        frames.append(obs["image"])
-        if terminated or truncated:
-            obs, _ = env.reset()
-            frames.append(obs["image"])
-    return frames
+    return random_rollout(env, steps)
 
 
 def test_names_list_builtins_and_patterns():
