@@ -140,21 +140,32 @@ class Agent(nn.Module):
         return action, new, info
 
     # ------------------------------------------------------------------ imagination
+    def manager_rows(self, n: int) -> int:
+        """Of N imagined rollouts, the first ones follow the manager's goals; the remaining
+        `worker.replay_goals` fraction follow goals from replay and train only the worker."""
+        return n - int(round(self.cfg.worker.replay_goals * n))
+
     def imagine(self, start: State, cont0: torch.Tensor) -> dict[str, torch.Tensor]:
         """Joint imagination for H = horizon steps from start leaves (N, ...): the manager
         acts at t = 0, K, ..., the worker every step. Returns leaves (N, H+1, ...):
         feat, deter, code, goal, action, cont (cont_0 from the data), extr, expl
-        (step rewards, index 0 unused)."""
+        (step rewards, index 0 unused). Rows from `manager_rows(N)` on take their codes from
+        the goal autoencoder's encoding of other start states (replay goals) instead."""
         cfg, k = self.cfg, self.goal_every
         horizon = cfg.imag_horizon
         feats, codes, goals, actions, deters = [], [], [], [], []
         state = start
+        n = start["deter"].shape[0]
+        m = self.manager_rows(n)
         backprop = not self.discrete  # continuous worker: gradients through the dynamics
         with frozen(self.wm, self.goal_ae):
             for t in range(horizon + 1):
                 feat = self.wm.feat(state)
                 if t % k == 0:
-                    code = self.manager.ac.policy(feat.detach()).sample().detach()
+                    code = self.manager.ac.policy(feat[:m].detach()).sample().detach()
+                    if m < n:
+                        other = start["deter"][torch.randint(n, (n - m,), device=feat.device)]
+                        code = torch.cat([code, self.goal_ae.encode(other.detach()).sample().detach().flatten(-2)])
                     goal = self.goal_ae.decode(code).detach()
                 feats.append(feat)
                 deters.append(state["deter"])
@@ -214,7 +225,9 @@ class Agent(nn.Module):
         metrics.update(goal_metrics)
         traj = self.imagine(start, cont0)
         worker_loss, worker_metrics = self.worker.ac.loss(self.worker.segments(traj, self.goal_every))
-        manager_loss, manager_metrics = self.manager.ac.loss(self.manager.abstract_trajectory(traj))
+        m = self.manager_rows(traj["feat"].shape[0])
+        manager_traj = self.manager.abstract_trajectory({k: v[:m] for k, v in traj.items()})
+        manager_loss, manager_metrics = self.manager.ac.loss(manager_traj)
         metrics.update({f"worker/{k}": v for k, v in worker_metrics.items()})
         metrics.update({f"manager/{k}": v for k, v in manager_metrics.items()})
         # How close the worker gets to each goal by the end of its period (max-cosine).

@@ -110,6 +110,10 @@ class WorkerConfig:
     goal_reward: str = "max_cosine"  # max_cosine | cosine | l2
     goal: float = 1.0  # weight of the goal critic's score
     extr: float = 0.0  # weight of a task-reward critic (ablation; the paper's worker has 0)
+    # Fraction of imagined rollouts whose goals come from replay instead of the manager: the
+    # goal autoencoder's code of another start state. These rollouts train only the worker,
+    # so it learns to reach every state the data holds, not only those the manager picks now.
+    replay_goals: float = 0.0
     ac: ActorCriticConfig = field(default_factory=ActorCriticConfig)
 
 
@@ -174,7 +178,7 @@ _POSITIVE_INT = (
     "replay.length", "replay.train_every", "train.steps", "train.log_every", "train.checkpoint_every",
     "train.devices", "train.max_bad_updates",
 )
-_UNIT_INTERVAL = ("model.kl_balance",)
+_UNIT_INTERVAL = ("model.kl_balance", "worker.replay_goals")
 
 
 def _flat(cfg: Any, prefix: str = "") -> dict[str, Any]:

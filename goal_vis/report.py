@@ -45,6 +45,7 @@ from goal_vis.atlas import atlas_image
 from goal_vis.curves import plot_curves
 from goal_vis.decode import decode_feat
 from goal_vis.episode import EpisodeRecord, StateProbe, goal_frames, private_rng, run_episode
+from goal_vis.reach import reach_image, reach_map
 from goal_vis.rollouts import open_loop_sheet, rollout_sheet
 from goal_vis.video import ffmpeg_binary, video_frames, write_gif, write_mp4
 
@@ -291,6 +292,11 @@ def make_report(target: str | Path, world: str | None = None, episodes: int = 1,
                 records.append(run_episode(module, env, max_steps=max_steps, mode=mode, episode=e,
                                            probe=probe))
             reaching, positions = goal_metrics(records, probe, agent)
+            reach = reach_map(agent, env, steps=2 * k, mode=mode)
+            files["reach"] = None
+            if reach:
+                Image.fromarray(reach_image(reach, records[0].images[0])).save(out / "reach.png")
+                files["reach"] = "reach.png"
 
             gif, mp4 = episode_video(records[0], k, video_steps, out)
             files["episode_gif"], files["episode_mp4"] = gif.name, (mp4.name if mp4 else None)
@@ -328,6 +334,8 @@ def make_report(target: str | Path, world: str | None = None, episodes: int = 1,
         "episodes": [{"return": r.ret, "length": r.length - 1, "success": r.success,
                       "decisions": len(r.decisions)} for r in records],
         "goal_reaching": reaching, "goal_positions": positions,
+        "worker_reach": {k: v for k, v in reach.items() if k in ("exact", "within_one", "steps", "mode")}
+        if reach else {"available": False},
         "imagined_rollouts": {"horizon": horizon, "data": data_source, **rollout_stats},
         "open_loop": {"context": CONTEXT, "data": data_source, **open_loop_stats},
         "curves": titles,
@@ -380,6 +388,17 @@ def _sections(summary: dict, out: Path, records: list[EpisodeRecord], shown: int
             "it locates the model's reconstruction of the actual observation.")
     else:
         quality.notes.append(f"Goal positions: not available ({positions.get('reason')}).")
+    reach = summary["worker_reach"]
+    if files.get("reach"):
+        quality.images.append((out / files["reach"], "worker reach map"))
+        quality.table += [
+            (f"worker alone reaches a cell's goal within {reach['steps']} steps (exact)", reach["exact"]),
+            ("... within one cell", reach["within_one"])]
+        quality.notes.append(
+            "Reach map: every reachable cell in turn is the goal (the goal autoencoder's reconstruction "
+            "of the state of standing there); the worker alone acts from the reset state toward it for "
+            "2K steps. Each cell shows the distance at which the worker stopped from it (green 0, "
+            "yellow 1, red 2 or more). The manager can only use goals the worker reaches.")
     episodes = html.Section("Episodes", table=[
         (f"episode {i}", f"return {e['return']:g}, {e['length']} steps, success {e['success']}, "
                          f"{e['decisions']} decisions") for i, e in enumerate(summary["episodes"])])

@@ -168,6 +168,50 @@ def test_goals_are_decoded_manager_codes():
     torch.testing.assert_close(code.sum(-1), torch.ones(6, agent.goal_ae.vars))
 
 
+def test_replay_goal_rows_train_only_the_worker(monkeypatch):
+    agent = make_agent(overrides=["worker.replay_goals=0.25"])
+    n = agent.cfg.replay.batch * agent.cfg.replay.length
+    m = agent.manager_rows(n)
+    assert m == n - round(0.25 * n) and 0 < m < n
+    codes: list[torch.Tensor] = []
+    encode = agent.goal_ae.encode
+
+    def spy_encode(deter):  # the replay goals' codes, drawn from other start states
+        dist = encode(deter)
+        sample = dist.sample
+
+        def record():
+            codes.append(sample())
+            return codes[-1]
+
+        dist.sample = record
+        return dist
+
+    store: dict = {}
+    monkeypatch.setattr(agent.goal_ae, "encode", spy_encode)
+    spy(monkeypatch, agent, "imagine", store, "traj")
+    store.update(losses_of_one_update(agent, monkeypatch))
+    traj = store["traj"]["out"]
+    k = agent.goal_every
+    # The manager learns only from its own rows; the worker from every row's segments.
+    assert store["manager"]["args"][0]["feat"].shape[0] == m
+    assert store["worker"]["args"][0]["feat"].shape[0] == 2 * n
+    # Replay rows follow the goal autoencoder's codes of start states, drawn anew at t = 0, K
+    # (and at t = H, where no worker acts on it).
+    replay_codes = [c.flatten(-2) for c in codes if c.shape[0] == n - m]
+    assert len(replay_codes) == 3
+    torch.testing.assert_close(traj["code"][m:, 0], replay_codes[0])
+    torch.testing.assert_close(traj["code"][m:, k], replay_codes[1])
+
+
+def test_without_replay_goals_every_row_follows_the_manager(monkeypatch):
+    agent = make_agent()
+    n = agent.cfg.replay.batch * agent.cfg.replay.length
+    assert agent.cfg.worker.replay_goals == 0.0 and agent.manager_rows(n) == n
+    store = losses_of_one_update(agent, monkeypatch)
+    assert store["manager"]["args"][0]["feat"].shape[0] == n
+
+
 # ---------------------------------------------------------------------------- acting
 class CountingCodes:
     """Stands in for the manager's policy: the i-th draw returns codes filled with i."""

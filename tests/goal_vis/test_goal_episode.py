@@ -11,6 +11,7 @@ from director.module import DirectorModule
 from goal_vis import record_strip
 from goal_vis.curves import panels, plot_curves, read_metrics
 from goal_vis.episode import StateProbe, private_rng, run_episode
+from goal_vis.reach import cell_goals, reach_image, reach_map
 from goal_vis.video import ffmpeg_binary, video_frames, write_gif, write_mp4
 
 
@@ -112,3 +113,48 @@ def test_curves_keep_one_point_per_update_of_repeated_metric_rows(tmp_path):
 
 def test_curves_without_logs_plot_nothing(tmp_path):
     assert plot_curves(tmp_path, tmp_path / "curves.png") == (None, [])
+
+
+class FixedMove:
+    """Stands in for the worker's policy: always the same one-hot action."""
+
+    def __init__(self, index: int, size: int):
+        self.action = torch.nn.functional.one_hot(torch.tensor([index]), size).float()
+
+    def __call__(self, inputs):
+        action = self.action
+
+        class Dist:
+            def mode(self):
+                return action
+
+            sample = mode
+
+        return Dist()
+
+
+@pytest.mark.parametrize("move, shift", [(0, (0, 0)), (3, (0, 5))])  # no-op; +y down the left lane
+def test_reach_map_measures_where_the_worker_stops_from_each_goal_cell(module, monkeypatch, move, shift):
+    agent = module.agent
+    env = worlds.make("maze-s", size=16, seed=0)
+    monkeypatch.setattr(agent.worker.ac, "policy", FixedMove(move, agent.action_size))
+    reach = reach_map(agent, env, steps=8)
+    start = env.unwrapped.start_pos
+    final = (start[0] + shift[0], start[1] + shift[1])  # (1, 1) + 5 down = (1, 6), the wall stops it
+    assert reach["start"] == [start] * len(reach["cells"]) and reach["final"] == [final] * len(reach["cells"])
+    assert reach["distance"] == [abs(c[0] - final[0]) + abs(c[1] - final[1]) for c in reach["cells"]]
+    assert reach["exact"] == pytest.approx(1 / len(reach["cells"]))
+    image = reach_image(reach, env.reset()[0]["image"])
+    assert image.dtype == np.uint8 and image.shape[0] >= 256 and image.shape[2] == 3
+    env.close()
+
+
+def test_cell_goals_are_goal_autoencoder_reconstructions(module):
+    agent = module.agent
+    env = worlds.make("maze-s", size=16, seed=0)
+    probe = StateProbe(env)
+    goals = cell_goals(agent, probe)
+    assert goals.shape == (len(probe.cells), agent.cfg.model.rssm.deter) and torch.isfinite(goals).all()
+    # Different cells are different states, so their goals differ.
+    assert (goals[0] - goals[-1]).abs().max() > 0
+    env.close()

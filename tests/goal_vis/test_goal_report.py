@@ -21,7 +21,7 @@ from director import cli
 from goal_vis.report import make_report
 
 CHROMIUM = "/usr/bin/chromium"
-PNGS = ("decisions.png", "rollouts.png", "atlas.png", "openloop.png", "curves.png")
+PNGS = ("decisions.png", "rollouts.png", "atlas.png", "openloop.png", "curves.png", "reach.png")
 
 
 def _goals_process(*args: str) -> subprocess.Popen:
@@ -87,6 +87,9 @@ def test_goals_summary_reports_goal_quality_and_positions(report):
     for key in ("exact", "within_one", "chance_exact", "reconstruction_located"):
         assert 0.0 <= positions[key] <= 1.0, key
     assert positions["exact"] <= positions["within_one"]
+    reach = summary["worker_reach"]
+    assert 0.0 <= reach["exact"] <= reach["within_one"] <= 1.0
+    assert reach["steps"] == 2 * summary["goal_every"]
     assert summary["imagined_rollouts"]["data"] == "run replay"
     assert set(summary["imagined_rollouts"]) >= {"manager", "prior", "replay"}
     assert summary["files"]["episode_gif"] == "episode.gif"
