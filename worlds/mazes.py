@@ -17,9 +17,12 @@ learning from pixels harder for no gain here. The agent has no heading and is dr
 red cell (MiniGrid's red; its triangle is illegible at 4 px per cell), so an observation is a
 pure function of the agent's cell and `render_state(pos)` reproduces it exactly.
 
-Reward 1.0 on the step the agent enters the goal cell (`terminated=True`,
-`info["success"]=True`), 0 elsewhere; episodes are truncated after the time limit (MiniGrid's
-`max_steps`). Observation: {"image": (size, size, 3) uint8}, the whole maze. The time limits give
+Reward 1.0 on every step the agent is on the goal cell (`info["success"]=True` there), 0
+elsewhere, and the episode goes on: like the Ant Maze's "reward while the goal sphere is
+activated", an agent that reaches the goal and stays collects up to the time limit minus the
+path length, so return measures how fast it gets there. Episodes never terminate; they are
+truncated after the time limit (MiniGrid's `max_steps`). A goal that ended the episode would be
+the rarest state of the data, the one a goal-conditioned worker can least be asked to reach. Observation: {"image": (size, size, 3) uint8}, the whole maze. The time limits give
 a learner several times the shortest path, while a uniformly random policy rarely reaches the goal
 beyond maze-s (measured by `experiments/bench_worlds.py`).
 """
@@ -185,10 +188,10 @@ class GridMaze(MiniGridEnv):
         cell = self.grid.get(x + dx, y + dy)
         if cell is None or cell.can_overlap():
             self.agent_pos = (x + dx, y + dy)
-        terminated = self.agent_pos == self.goal_pos
-        reward = GOAL_REWARD if terminated else 0.0
+        at_goal = self.agent_pos == self.goal_pos
+        reward = GOAL_REWARD if at_goal else 0.0
         truncated = self.step_count >= self.max_steps
-        return self.gen_obs(), reward, terminated, truncated, {"success": terminated}
+        return self.gen_obs(), reward, False, truncated, {"success": at_goal}
 
     # ----------------------------------------------------------------------------- state queries
     def free_cells(self) -> list[tuple[int, int]]:

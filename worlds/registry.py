@@ -60,7 +60,7 @@ def _builtin_worlds() -> dict[str, _World]:
     for task, shape in zip(mazes.TASKS, shapes):
         table[f"maze-{task}"] = _World(
             "maze", task, f"Grid maze {task.upper()} (MiniGrid): {shape} corridor, reach the green "
-            f"goal for +1 (top-down, 5 actions, {mazes.TIME_LIMITS[task]}-step episodes)")
+            f"goal, +1 per step on it (top-down, 5 actions, {mazes.TIME_LIMITS[task]}-step episodes)")
     for name, env_id, actions, text in (
             ("minigrid-empty", "MiniGrid-Empty-8x8-v0", "move", "an empty room"),
             ("minigrid-fourrooms", "MiniGrid-FourRooms-v0", "move", "four rooms"),

@@ -39,7 +39,7 @@ def test_abstract_rewards_weight_each_step_by_continuation_within_the_block():
 
 
 def test_abstract_rewards_keep_the_reward_of_reaching_a_terminal_state():
-    # The goal of a maze is terminal (cont 0) and carries the only reward: the manager must see it.
+    # A terminal state that carries the only reward (cont 0): the manager must see it.
     reward = torch.tensor([[0.0, 0.0, 1.0, 5.0, 5.0]])
     cont = torch.tensor([[1.0, 1.0, 0.0, 1.0, 1.0]])
     out = abstract_rewards(reward, cont, 2)

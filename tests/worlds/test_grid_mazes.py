@@ -1,4 +1,5 @@
-"""Grid mazes S/M/L/XL: pay only at the goal, absolute moves, time limits, rendering."""
+"""Grid mazes S/M/L/XL: pay on every step at the goal, never terminate, absolute moves, time limits,
+rendering."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,7 +11,7 @@ from worlds.mazes import AGENT_COLOUR, GridMaze
 
 
 @pytest.mark.parametrize("task", mazes.TASKS)
-def test_shortest_path_reaches_goal_and_pays_only_there(task):
+def test_shortest_path_reaches_goal_and_pays_while_the_agent_stays(task):
     env = worlds.make(f"maze-{task}", seed=0)
     obs, info = env.reset()
     assert info["success"] is False
@@ -19,9 +20,12 @@ def test_shortest_path_reaches_goal_and_pays_only_there(task):
         obs, reward, terminated, truncated, info = env.step(action)
         last = index == len(path) - 1
         assert reward == (1.0 if last else 0.0)
-        assert terminated == last and info["success"] == last and not truncated
+        assert not terminated and info["success"] == last and not truncated
         assert env.observation_space.contains(obs)
     assert env.unwrapped.agent_pos == env.unwrapped.goal_pos
+    for _ in range(3):  # staying on the goal keeps paying; the episode goes on
+        _, reward, terminated, truncated, info = env.step(0)
+        assert reward == 1.0 and info["success"] and not terminated and not truncated
 
 
 @pytest.mark.parametrize("task", mazes.TASKS)
@@ -32,8 +36,8 @@ def test_random_steps_pay_only_on_the_goal_cell(task):
     for _ in range(300):
         _, reward, terminated, truncated, info = env.step(int(rng.integers(5)))
         at_goal = env.agent_pos == env.goal_pos
-        assert reward == (1.0 if at_goal else 0.0) and info["success"] == at_goal == terminated
-        if terminated or truncated:
+        assert reward == (1.0 if at_goal else 0.0) and info["success"] == at_goal and not terminated
+        if truncated:
             env.reset()
 
 
