@@ -47,3 +47,14 @@ def test_wm_learning_quick(tmp_path):
     mse = np.load(out / "openloop_mse.npz")
     assert mse["model"].shape == (30,) and mse["copy"].shape == (30,)
     assert np.isfinite(mse["model"]).all()
+
+
+def test_bench_worlds_counts_a_maze_success_once_per_episode():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_worlds", EXPERIMENTS / "bench_worlds.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rate, first, limit = bench.random_success("maze-s", 40)
+    # The random walker pays on every step it stands on the goal; success is per episode.
+    assert 0.05 <= rate <= 0.6 and limit == 200
+    assert 12 <= first <= limit  # no walk is shorter than the shortest path
