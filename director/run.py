@@ -219,7 +219,10 @@ def summarize(done: list[dict]) -> dict[str, float]:
 
 def evaluate(module: DirectorModule, episodes: int = 10, seed: int = 12345, mode: str = "eval",
              max_steps: int | None = None) -> dict[str, float]:
-    """Run full episodes with the worker's mode action; return mean return and success rate."""
+    """Run full episodes with the worker's mode action (`mode="train"`: sampled); return mean
+    return and success rate. `seed` seeds the envs and the policy's sampling (the manager always
+    samples) on a private RNG, so the same call gives the same result and leaves the global RNG
+    as it was."""
     cfg, carry = module.cfg, None
 
     def policy(obs: dict[str, np.ndarray]) -> np.ndarray:
@@ -227,5 +230,8 @@ def evaluate(module: DirectorModule, episodes: int = 10, seed: int = 12345, mode
         action, carry, _ = module.act(obs, carry, mode)
         return action
 
-    return summarize(run_episodes(cfg.env.world, cfg.env.size, min(cfg.env.num_envs, episodes), policy,
-                                  episodes, seed, max_steps))
+    device = module.device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        return summarize(run_episodes(cfg.env.world, cfg.env.size, min(cfg.env.num_envs, episodes), policy,
+                                      episodes, seed, max_steps))

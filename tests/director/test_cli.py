@@ -90,3 +90,16 @@ def test_worlds_list_and_config_keys():
     assert result.returncode == 0 and "pinpad-three" in result.stdout and "maze-xl" in result.stdout
     result = _cli("config", "--keys")
     assert result.returncode == 0 and "manager.goal_every" in result.stdout
+
+
+def test_evaluation_is_seeded_and_leaves_the_global_rng_alone(run_dir):
+    import torch
+
+    from director.run import evaluate, load_module
+    module, _ = load_module(run_dir, world="maze-s")  # same spec as the run's world, 200-step episodes
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    first = evaluate(module, episodes=4, seed=5, mode="train")
+    assert first["episodes"] == 4 and torch.equal(torch.random.get_rng_state(), before)
+    torch.rand(7)  # a different global RNG state must not change the result
+    assert evaluate(module, episodes=4, seed=5, mode="train") == first
