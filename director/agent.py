@@ -165,7 +165,7 @@ class Agent(nn.Module):
                     code = self.manager.ac.policy(feat[:m].detach()).sample().detach()
                     if m < n:
                         other = start["deter"][torch.randint(n, (n - m,), device=feat.device)]
-                        code = torch.cat([code, self.goal_ae.encode(other.detach()).sample().detach().flatten(-2)])
+                        code = torch.cat([code, self.goal_ae.encode(other).sample().detach().flatten(-2)])
                     goal = self.goal_ae.decode(code).detach()
                 feats.append(feat)
                 deters.append(state["deter"])

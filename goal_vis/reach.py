@@ -52,6 +52,7 @@ def reach_map(agent: Any, env: Any, steps: int, mode: str = "eval", warmup: int 
     probe = StateProbe(env)
     if not probe.available or not is_discrete(env.action_space):
         return {}
+    env.reset()  # cell goals are rendered with the reset context (Pin Pad: empty pad history)
     goals = cell_goals(agent, probe, warmup)
     device = goals.device
     starts, finals = [], []
