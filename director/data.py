@@ -112,7 +112,8 @@ class ExperienceStream(IterableDataset):
             "pending": {"episodes": list(self.episodes), "goal_stats": list(self.goal_stats)},
             "random": self.random.rng.bit_generator.state,
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-                    "python": random.getstate()},
+                    "python": random.getstate(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -122,7 +123,8 @@ class ExperienceStream(IterableDataset):
             self.collector = pickle.loads(state["collector"])
             self.collector.replay = self.replay
             self.envs = self.collector.envs
-            self.carry = torch.load(io.BytesIO(state["carry"]), weights_only=False)
+            # On the CPU: the module moves it to its device (a run may resume on another device).
+            self.carry = torch.load(io.BytesIO(state["carry"]), map_location="cpu", weights_only=False)
         else:  # envs start fresh episodes; the counters continue
             self.collector.env_steps = state["env_steps"]
             self.collector.episodes = state["episodes_total"]
@@ -134,6 +136,9 @@ class ExperienceStream(IterableDataset):
         torch.set_rng_state(state["rng"]["torch"])
         np.random.set_state(state["rng"]["numpy"])
         random.setstate(state["rng"]["python"])
+        cuda = state["rng"].get("cuda")
+        if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
 
     def close(self) -> None:
         self.envs.close()

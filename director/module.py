@@ -21,6 +21,7 @@ from typing import Any, Iterator
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import move_data_to_device
 from torch.utils.data import DataLoader
 
 import worlds
@@ -107,6 +108,7 @@ class DirectorModule(L.LightningModule):
         self.stream = ExperienceStream(self.cfg, self.make_envs, self.act, replay_dir, rank, world)
         if self._stream_state is not None:
             self.stream.load_state_dict(self._stream_state)
+            self.stream.carry = move_data_to_device(self.stream.carry, self.device)
             self._stream_state = None
         elif replay_dir is not None:
             self.stream.replay.load()  # re-opened run directory without a checkpoint
