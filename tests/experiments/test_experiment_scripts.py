@@ -58,3 +58,16 @@ def test_bench_worlds_counts_a_maze_success_once_per_episode():
     # The random walker pays on every step it stands on the goal; success is per episode.
     assert 0.05 <= rate <= 0.6 and limit == 200
     assert 12 <= first <= limit  # no walk is shorter than the shortest path
+
+
+def test_pinpad_visits_counts_every_step(tmp_path):
+    out = tmp_path / "wm"
+    assert _run("wm_learning.py", "--quick", "--threads", "1", "--out", str(out), cwd=tmp_path).returncode == 0
+    result = _run("pinpad_visits.py", str(out / "run"), "--steps", "50", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert "50 steps (train actions)" in lines[0] and "distinct cells" in lines[0], lines[0]
+    grid = [[0 if v == "." else int(v) for v in row.split()] for row in lines[2:]]
+    assert len(grid) == 14 and all(len(row) == 16 for row in grid)
+    assert sum(map(sum, grid)) == 50  # one visit per step (counts below 100)
+    assert all(row[0] == 0 and row[-1] == 0 for row in grid)  # never inside the border wall
