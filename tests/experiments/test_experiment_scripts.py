@@ -71,3 +71,9 @@ def test_pinpad_visits_counts_every_step(tmp_path):
     assert len(grid) == 14 and all(len(row) == 16 for row in grid)
     assert sum(map(sum, grid)) == 50  # one visit per step (counts below 100)
     assert all(row[0] == 0 and row[-1] == 0 for row in grid)  # never inside the border wall
+
+
+def test_profile_update_debug_on_cpu(tmp_path):
+    line = _last_line(_run("profile_update.py", "--preset", "debug", "--rows", "3", cwd=tmp_path))
+    assert line.startswith("profile_update: debug on cpu (32), per update: "), line
+    assert "CPU self time" in line and "kernel launches" in line

@@ -1,0 +1,78 @@
+"""Profile one full Director update (torch.profiler): kernel launches, syncs, CPU vs GPU time.
+
+    python experiments/profile_update.py --preset paper --device cuda --precision bf16
+    python experiments/profile_update.py --preset default            # CPU
+
+Builds the preset's agent for pinpad-three-sized inputs (random uint8 images, 5 actions, the
+same batch as experiments/bench_world_model.py), runs 3 warm-up updates, profiles 2, prints the
+top operators by self CPU time and one summary line per update: device kernel time, CPU self
+time, kernel launches and device synchronisations. A GPU update whose CPU time far exceeds its
+kernel time is bound by Python and launches, not by arithmetic.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+
+os.environ.setdefault("PYGLET_HEADLESS", "1")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+PROFILED = 2
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--preset", default="default")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--precision", default="32", choices=("32", "bf16"))
+    parser.add_argument("--rows", type=int, default=15, help="operators shown in the table")
+    args = parser.parse_args()
+
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from bench_world_model import ACTIONS, WORLD, _batch, _sync
+    from director import config as config_lib
+    from director.agent import Agent
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA GPU on this machine")
+    torch.manual_seed(0)
+    cfg = config_lib.load(args.preset, [f"env.world={WORLD}"])
+    size = cfg.env.size
+    agent = Agent(cfg, (size, size, 3), ("discrete", ACTIONS)).to(args.device)
+    optimizers = agent.make_optimizers()
+    batch = _batch(cfg, torch.Generator().manual_seed(0), args.device)
+
+    def update() -> None:
+        autocast = (torch.autocast(device_type=args.device, dtype=torch.bfloat16) if args.precision == "bf16"
+                    else contextlib.nullcontext())
+        with autocast:
+            agent.train_step(batch, optimizers)
+
+    for _ in range(3):
+        update()
+    _sync(args.device)
+    activities = [ProfilerActivity.CPU] + [ProfilerActivity.CUDA] * (args.device == "cuda")
+    with profile(activities=activities) as prof:
+        for _ in range(PROFILED):
+            update()
+        _sync(args.device)
+    events = prof.key_averages()
+    print(events.table(sort_by="self_cpu_time_total", row_limit=args.rows))
+    # Device time counted once: on the kernels' own rows (operator rows repeat it).
+    kernel_ms = sum(e.self_device_time_total for e in events
+                    if e.device_type == torch.autograd.DeviceType.CUDA) / PROFILED / 1e3
+    cpu_ms = sum(e.self_cpu_time_total for e in events) / PROFILED / 1e3
+    launches = sum(e.count for e in events if "LaunchKernel" in e.key) / PROFILED
+    syncs = sum(e.count for e in events if "Synchronize" in e.key) / PROFILED
+    print(f"profile_update: {args.preset} on {args.device} ({args.precision}), per update: "
+          f"device kernel time {kernel_ms:.0f} ms, CPU self time {cpu_ms:.0f} ms, "
+          f"{launches:.0f} kernel launches, {syncs:.0f} device syncs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
