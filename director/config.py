@@ -1,7 +1,8 @@
 """The one typed configuration schema of Director.
 
 Every hyperparameter lives here, documented where it is defined. Presets are YAML files in
-`experiments/presets/` that override the defaults below; the command line overrides a preset
+`experiments/presets/` that override the defaults below (a preset may start from another one
+with `base: NAME`); the command line overrides a preset
 with `key=value` pairs (dotted keys, e.g. `model.rssm.deter=512 manager.goal_every=8`).
 
 Defaults are the `default` CPU preset's values except where a preset says otherwise;
@@ -276,9 +277,9 @@ def _merge(base: DictConfig, other: DictConfig | dict, source: str) -> DictConfi
                           "Fix the value to match the key's type (see `director config`).") from None
 
 
-def load(preset: str | Path = "default", overrides: Iterable[str] = ()) -> Config:
-    """Build a validated Config from a preset name or YAML path plus key=value overrides."""
-    cfg = OmegaConf.structured(Config)
+def _preset_data(preset: str | Path, chain: tuple[str, ...] = ()) -> DictConfig:
+    """The YAML of a preset (name or path). A preset may start from another one with
+    `base: NAME`; its own keys then override the base's."""
     path = Path(preset)
     if not path.suffix:
         path = PRESET_DIR / f"{preset}.yaml"
@@ -292,7 +293,18 @@ def load(preset: str | Path = "default", overrides: Iterable[str] = ()) -> Confi
         data = OmegaConf.load(path)
     except Exception as e:  # noqa: BLE001 - any YAML error becomes a user error
         raise ConfigError(f"Cannot read preset file {path}: {e}. Fix the YAML syntax.") from None
-    cfg = _merge(cfg, data, f"preset {path.name}")
+    base = data.pop("base", None) if isinstance(data, DictConfig) else None
+    if base is None:
+        return data
+    if str(base) in chain + (str(preset),):
+        raise ConfigError(f"Preset {path.name} has a cycle of `base:` presets ({' -> '.join(chain + (str(preset), str(base)))}). "
+                          "Fix the `base:` entries.")
+    return OmegaConf.merge(_preset_data(str(base), chain + (str(preset),)), data)
+
+
+def load(preset: str | Path = "default", overrides: Iterable[str] = ()) -> Config:
+    """Build a validated Config from a preset name or YAML path plus key=value overrides."""
+    cfg = _merge(OmegaConf.structured(Config), _preset_data(preset), f"preset {preset}")
     cfg = _merge(cfg, _parse_overrides(overrides), "the command-line overrides")
     result: Config = OmegaConf.to_object(cfg)  # type: ignore[assignment]
     validate(result)

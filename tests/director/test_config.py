@@ -83,6 +83,30 @@ def test_unknown_key_in_a_preset_file_names_the_nearest_key(tmp_path):
         config_lib.load(path)
 
 
+def test_preset_with_a_base_overrides_only_its_own_keys(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("base: debug\nenv: {world: maze-s}\nworker: {ac: {entropy_target: 0.9}}\n")
+    expected = config_lib.load("debug", ["env.world=maze-s", "worker.ac.entropy_target=0.9"])
+    assert config_lib.load(path) == expected
+    assert config_lib.load(path).env.size == config_lib.load("debug").env.size
+
+
+def test_pinpad_preset_is_default_with_an_exploratory_worker():
+    expected = config_lib.load("default", ["env.world=pinpad-three", "worker.ac.entropy_target=0.9",
+                                           "worker.replay_goals=0.5", "train.steps=120000"])
+    assert config_lib.load("pinpad") == expected
+
+
+def test_preset_base_cycle_and_unknown_base_are_config_errors(tmp_path):
+    (tmp_path / "a.yaml").write_text(f"base: {tmp_path / 'b.yaml'}\n")
+    (tmp_path / "b.yaml").write_text(f"base: {tmp_path / 'a.yaml'}\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        config_lib.load(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("base: defualt\n")
+    with pytest.raises(ConfigError, match="default"):
+        config_lib.load(tmp_path / "c.yaml")
+
+
 @pytest.mark.parametrize("override", ["model.rssm.deter=abc", "replay.batch=1.5", "train.seed=x"])
 def test_wrong_type_names_key_and_value(override):
     key, value = override.split("=")
