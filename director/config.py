@@ -2,8 +2,8 @@
 
 Every hyperparameter lives here, documented where it is defined. Presets are YAML files in
 `experiments/presets/` that override the defaults below (a preset may start from another one
-with `base: NAME`); the command line overrides a preset
-with `key=value` pairs (dotted keys, e.g. `model.rssm.deter=512 manager.goal_every=8`).
+with `base: NAME`); the command line overrides a preset with `key=value` pairs (dotted keys,
+e.g. `model.rssm.deter=512 manager.goal_every=8`).
 
 Defaults are the `default` CPU preset's values except where a preset says otherwise;
 `experiments/presets/paper.yaml` restores every published value of ALGORITHM.md.
@@ -296,10 +296,11 @@ def _preset_data(preset: str | Path, chain: tuple[str, ...] = ()) -> DictConfig:
     base = data.pop("base", None) if isinstance(data, DictConfig) else None
     if base is None:
         return data
-    if str(base) in chain + (str(preset),):
-        raise ConfigError(f"Preset {path.name} has a cycle of `base:` presets ({' -> '.join(chain + (str(preset), str(base)))}). "
-                          "Fix the `base:` entries.")
-    return OmegaConf.merge(_preset_data(str(base), chain + (str(preset),)), data)
+    chain = chain + (str(preset),)
+    if str(base) in chain:
+        raise ConfigError(f"Preset {path.name} has a cycle of `base:` presets "
+                          f"({' -> '.join(chain + (str(base),))}). Fix the `base:` entries.")
+    return OmegaConf.merge(_preset_data(str(base), chain), data)
 
 
 def load(preset: str | Path = "default", overrides: Iterable[str] = ()) -> Config:
