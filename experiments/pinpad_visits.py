@@ -5,6 +5,9 @@
 Runs one Pin Pad episode of the run's world with the agent (sampled worker actions by default,
 as in training) and prints the return, the number of distinct cells visited, the sequence of
 pads entered, and the visit count of every grid cell (rows = y, columns = x; '.' = never).
+For a Director run it then prints where the manager's goals point: each chosen goal is decoded
+into an image and counted at the cell holding most of its agent-black pixels (a goal whose image
+shows no agent is counted apart).
 """
 from __future__ import annotations
 
@@ -15,6 +18,25 @@ import sys
 import numpy as np
 
 os.environ.setdefault("PYGLET_HEADLESS", "1")
+
+BLACK = 40  # uint8 level under which a decoded pixel counts as the (black) agent
+
+
+def agent_cell(image: np.ndarray, grid_height: int, grid_width: int) -> tuple[int, int] | None:
+    """Decoded Pin Pad image (H, W, 3) uint8 -> (x, y) of the grid cell with most agent-black
+    pixels, or None when no pixel is black. The image is 16 cells tall (grid + history rows)."""
+    cell = image.shape[0] // (grid_height + 2)
+    black = (image.max(-1) < BLACK)[: grid_height * cell, : grid_width * cell]
+    counts = black.reshape(grid_height, cell, grid_width, cell).sum((1, 3))
+    if counts.max() == 0:
+        return None
+    y, x = np.unravel_index(int(counts.argmax()), counts.shape)
+    return int(x), int(y)
+
+
+def print_grid(counts: np.ndarray) -> None:
+    for row in counts:
+        print(" ".join(f"{min(v, 99):2d}" if v else " ." for v in row))
 
 
 def main() -> int:
@@ -30,6 +52,7 @@ def main() -> int:
 
     import worlds
     from director.run import load_module
+    from goal_vis.decode import decode_goal
     from worlds.pinpad import GRID_HEIGHT, GRID_WIDTH
 
     torch.set_num_threads(1)
@@ -43,13 +66,23 @@ def main() -> int:
     pinpad = env.unwrapped
     visits = np.zeros((GRID_HEIGHT, GRID_WIDTH), int)
     entered: list[int] = []
+    goal_cells = np.zeros((GRID_HEIGHT, GRID_WIDTH), int)
+    goals = unseen = 0
     carry, total = None, 0.0
     for t in range(args.steps):
         batch = {k: np.asarray(v)[None] for k, v in obs.items()}
         batch.update(reward=np.zeros(1, np.float32), is_first=np.array([t == 0]),
                      is_last=np.zeros(1, bool), is_terminal=np.zeros(1, bool))
         with torch.no_grad():
-            action, carry, _ = module.act(batch, carry, args.mode)
+            action, carry, act_info = module.act(batch, carry, args.mode)
+        if "switch" in act_info and bool(act_info["switch"][0]):
+            goals += 1
+            image = decode_goal(module.agent, act_info["goal"][:1], kind="goal")[0]
+            cell = agent_cell(image, GRID_HEIGHT, GRID_WIDTH)
+            if cell is None:
+                unseen += 1
+            else:
+                goal_cells[cell[1], cell[0]] += 1
         before = pinpad.pad_at(pinpad.agent_pos)
         obs, reward, *_ = env.step(int(np.argmax(action[0])))
         total += float(reward)
@@ -62,8 +95,10 @@ def main() -> int:
     print(f"{args.run}: {info['env_steps']} env steps trained; {args.steps} steps ({args.mode} actions): "
           f"return {total:.0f}, {int((visits > 0).sum())} distinct cells, {len(entered)} pad entries")
     print("pads entered:", "".join(map(str, entered[:120])) or "none")
-    for row in visits:
-        print(" ".join(f"{min(v, 99):2d}" if v else " ." for v in row))
+    print_grid(visits)
+    if goals:
+        print(f"manager goals: {goals} chosen, {goals - unseen} show the agent; their cells:")
+        print_grid(goal_cells)
     return 0
 
 

@@ -73,6 +73,45 @@ def test_pinpad_visits_counts_every_step(tmp_path):
     assert all(row[0] == 0 and row[-1] == 0 for row in grid)  # never inside the border wall
 
 
+def _load_script(name: str):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pinpad_visits_locates_the_agent_in_a_rendering():
+    import worlds
+    from worlds.pinpad import GRID_HEIGHT, GRID_WIDTH
+
+    visits = _load_script("pinpad_visits")
+    world = worlds.make("pinpad-three", size=64).unwrapped
+    cells = world.free_cells()
+    for pos in (cells[0], cells[len(cells) // 2], cells[-1]):
+        pos = (int(pos[0]), int(pos[1]))
+        assert visits.agent_cell(world.render_state(pos, (1, 2)), GRID_HEIGHT, GRID_WIDTH) == pos
+    floor = np.full((64, 64, 3), 200, np.uint8)
+    assert visits.agent_cell(floor, GRID_HEIGHT, GRID_WIDTH) is None
+
+
+def test_pinpad_visits_maps_the_managers_goals(tmp_path):
+    from director import config
+    from director.run import train
+
+    run = train(config.load("debug", [f"train.run_dir={tmp_path / 'run'}", "train.steps=96", "replay.prefill=64",
+                                      "train.threads=1"]), progress=False)
+    result = _run("pinpad_visits.py", str(run), "--steps", "10", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("manager goals: "))
+    # The debug preset draws a goal every 4 steps: at steps 0, 4 and 8 of 10.
+    assert lines[header].startswith("manager goals: 3 chosen, "), lines[header]
+    shown = int(lines[header].split(", ")[1].split()[0])
+    grid = [[0 if v == "." else int(v) for v in row.split()] for row in lines[header + 1:]]
+    assert len(grid) == 14 and sum(map(sum, grid)) == shown
+
+
 def test_profile_update_debug_on_cpu(tmp_path):
     line = _last_line(_run("profile_update.py", "--preset", "debug", "--rows", "3", cwd=tmp_path))
     assert line.startswith("profile_update: debug on cpu (32), per update: "), line
