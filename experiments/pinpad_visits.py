@@ -22,10 +22,11 @@ os.environ.setdefault("PYGLET_HEADLESS", "1")
 BLACK = 40  # uint8 level under which a decoded pixel counts as the (black) agent
 
 
-def agent_cell(image: np.ndarray, grid_height: int, grid_width: int) -> tuple[int, int] | None:
+def agent_cell(image: np.ndarray, grid_height: int, grid_width: int, bar_rows: int) -> tuple[int, int] | None:
     """Decoded Pin Pad image (H, W, 3) uint8 -> (x, y) of the grid cell with most agent-black
-    pixels, or None when no pixel is black. The image is 16 cells tall (grid + history rows)."""
-    cell = image.shape[0] // (grid_height + 2)
+    pixels, or None when no pixel is black. The image is grid_height + bar_rows cells tall; the
+    (dark) history bar below the grid is not searched."""
+    cell = image.shape[0] // (grid_height + bar_rows)
     black = (image.max(-1) < BLACK)[: grid_height * cell, : grid_width * cell]
     counts = black.reshape(grid_height, cell, grid_width, cell).sum((1, 3))
     if counts.max() == 0:
@@ -53,7 +54,7 @@ def main() -> int:
     import worlds
     from director.run import load_module
     from goal_vis.decode import decode_goal
-    from worlds.pinpad import GRID_HEIGHT, GRID_WIDTH
+    from worlds.pinpad import BAR_ROWS, GRID_HEIGHT, GRID_WIDTH
 
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
@@ -78,7 +79,7 @@ def main() -> int:
         if "switch" in act_info and bool(act_info["switch"][0]):
             goals += 1
             image = decode_goal(module.agent, act_info["goal"][:1], kind="goal")[0]
-            cell = agent_cell(image, GRID_HEIGHT, GRID_WIDTH)
+            cell = agent_cell(image, GRID_HEIGHT, GRID_WIDTH, BAR_ROWS)
             if cell is None:
                 unseen += 1
             else:

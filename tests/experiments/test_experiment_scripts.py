@@ -25,6 +25,14 @@ def _last_line(result: subprocess.CompletedProcess) -> str:
     return lines[-1]
 
 
+def _load_script(name: str):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_bench_world_model_quick(tmp_path):
     result = _run("bench_world_model.py", "--quick", "--threads", "1", cwd=tmp_path)
     line = _last_line(result)
@@ -50,10 +58,7 @@ def test_wm_learning_quick(tmp_path):
 
 
 def test_bench_worlds_counts_a_maze_success_once_per_episode():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("bench_worlds", EXPERIMENTS / "bench_worlds.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _load_script("bench_worlds")
     rate, first, limit = bench.random_success("maze-s", 40)
     # The random walker pays on every step it stands on the goal; success is per episode.
     assert 0.05 <= rate <= 0.6 and limit == 200
@@ -73,26 +78,18 @@ def test_pinpad_visits_counts_every_step(tmp_path):
     assert all(row[0] == 0 and row[-1] == 0 for row in grid)  # never inside the border wall
 
 
-def _load_script(name: str):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_pinpad_visits_locates_the_agent_in_a_rendering():
     import worlds
-    from worlds.pinpad import GRID_HEIGHT, GRID_WIDTH
+    from worlds.pinpad import BAR_ROWS, GRID_HEIGHT, GRID_WIDTH
 
     visits = _load_script("pinpad_visits")
     world = worlds.make("pinpad-three", size=64).unwrapped
     cells = world.free_cells()
     for pos in (cells[0], cells[len(cells) // 2], cells[-1]):
         pos = (int(pos[0]), int(pos[1]))
-        assert visits.agent_cell(world.render_state(pos, (1, 2)), GRID_HEIGHT, GRID_WIDTH) == pos
+        assert visits.agent_cell(world.render_state(pos, (1, 2)), GRID_HEIGHT, GRID_WIDTH, BAR_ROWS) == pos
     floor = np.full((64, 64, 3), 200, np.uint8)
-    assert visits.agent_cell(floor, GRID_HEIGHT, GRID_WIDTH) is None
+    assert visits.agent_cell(floor, GRID_HEIGHT, GRID_WIDTH, BAR_ROWS) is None
 
 
 def test_pinpad_visits_maps_the_managers_goals(tmp_path):
