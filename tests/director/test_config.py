@@ -91,9 +91,10 @@ def test_preset_with_a_base_overrides_only_its_own_keys(tmp_path):
     assert config_lib.load(path).env.size == config_lib.load("debug").env.size
 
 
-def test_pinpad_preset_is_default_with_an_exploratory_worker():
+def test_pinpad_preset_is_default_with_an_exploratory_worker_and_manager():
     expected = config_lib.load("default", ["env.world=pinpad-three", "worker.ac.entropy_target=0.9",
-                                           "worker.replay_goals=0.5", "train.steps=120000"])
+                                           "worker.replay_goals=0.5", "manager.ac.return_min_std=1.0",
+                                           "train.steps=120000"])
     assert config_lib.load("pinpad") == expected
 
 
