@@ -54,7 +54,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from director.run import evaluate, load_module
     module, info = load_module(args.target, world=args.world)
     result = evaluate(module, episodes=args.episodes, seed=args.seed)
-    result.update(world=module.cfg.env.world, updates=info["updates"], env_steps=info["env_steps"])
+    result.update(world=module.cfg.env.world, updates=info["updates"], env_steps=info["env_steps"],
+                  train_seconds=round(info.get("train_seconds", 0.0), 1))
     print(json.dumps(result))
     return 0
 

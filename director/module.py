@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -89,6 +90,8 @@ class DirectorModule(L.LightningModule):
         self.bad_updates = 0  # consecutive non-finite losses
         self.skipped_updates = 0
         self.episode_log: list[dict] = []  # every finished episode of this rank: {env_steps, return, ...}
+        self.train_seconds = 0.0  # wall-clock seconds of training in earlier segments of a resumed run
+        self._fit_start: float | None = None
 
     # ------------------------------------------------------------------ data
     def make_envs(self, seed: int):
@@ -117,6 +120,14 @@ class DirectorModule(L.LightningModule):
         return DataLoader(self.stream, batch_size=None, num_workers=0, generator=torch.Generator())
 
     # ------------------------------------------------------------------ learning
+    def on_train_start(self) -> None:
+        self._fit_start = time.perf_counter()
+
+    def elapsed_train_seconds(self) -> float:
+        """Wall-clock seconds spent in `fit` over all segments of the run (resumes included)."""
+        now = time.perf_counter() - self._fit_start if self._fit_start is not None else 0.0
+        return self.train_seconds + now
+
     def configure_optimizers(self):
         return self.agent.make_optimizers()
 
@@ -180,6 +191,7 @@ class DirectorModule(L.LightningModule):
             "env_steps": (self.stream.env_steps if self.stream else 0),
             "stream_tag": getattr(self, "_stream_tag", None),
             "episode_log": self.episode_log,
+            "train_seconds": self.elapsed_train_seconds(),
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
@@ -189,6 +201,7 @@ class DirectorModule(L.LightningModule):
                                   "Pass a checkpoint from a Director run directory.")
         self.skipped_updates = info["skipped_updates"]
         self.episode_log = list(info["episode_log"])
+        self.train_seconds = info.get("train_seconds", 0.0)  # absent in checkpoints before 2026-11-26
         tag = info["stream_tag"]
         if tag is not None and self.run_dir is not None:
             rank = self.global_rank if self._trainer else 0

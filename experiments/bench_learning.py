@@ -112,7 +112,8 @@ def main() -> int:
             "mode": evaluate(module, episodes=args.episodes, seed=args.seed + 99, mode="eval"),
             "sample": evaluate(module, episodes=args.episodes, seed=args.seed + 99, mode="train"),
             "env_steps": info["env_steps"], "updates": info["updates"],
-            "train_wall_s": wall.get(agent),
+            # all segments of a resumed run; this invocation's wall-clock for older checkpoints
+            "train_wall_s": info.get("train_seconds") or wall.get(agent),
         }
 
     import matplotlib

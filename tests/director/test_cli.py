@@ -1,6 +1,7 @@
 """The command line: clear errors (exit 2, no traceback) and the main commands."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -69,6 +70,7 @@ def test_eval_reports_return_and_success(run_dir):
     result = _cli("eval", str(run_dir), "--episodes", "1")
     assert result.returncode == 0, result.stderr
     assert '"success"' in result.stdout and '"return"' in result.stdout
+    assert json.loads(result.stdout.strip().splitlines()[-1])["train_seconds"] > 0
 
 
 def test_world_that_does_not_match_the_checkpoint_is_a_clear_error(run_dir):

@@ -36,6 +36,7 @@ def test_resume_gives_the_same_next_metrics_as_an_uninterrupted_run(tmp_path):
                      progress=False)
     first = train(config.load("debug", FAST + CPU + [f"train.run_dir={tmp_path / 'b'}", "train.steps=144"]),
                   progress=False)
+    first_seconds = torch.load(first / "checkpoints" / "last.ckpt", weights_only=False)["director"]["train_seconds"]
     resumed = train(None, resume=first, progress=False, overrides=["train.steps=224"])
     a, b = _metric_rows(straight), _metric_rows(resumed)
     after = [u for u in a if u > 6]  # updates after the interruption (144 steps = update 6)
@@ -45,6 +46,7 @@ def test_resume_gives_the_same_next_metrics_as_an_uninterrupted_run(tmp_path):
             assert a[u][key] == b[u][key], (u, key)
     info = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=False)["director"]
     assert info["env_steps"] == 224
+    assert 0 < first_seconds < info["train_seconds"]  # training time adds up over the segments
 
 
 def test_checkpoint_write_crash_leaves_previous_checkpoint_usable(tmp_path, monkeypatch):
