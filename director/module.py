@@ -201,7 +201,7 @@ class DirectorModule(L.LightningModule):
                                   "Pass a checkpoint from a Director run directory.")
         self.skipped_updates = info["skipped_updates"]
         self.episode_log = list(info["episode_log"])
-        self.train_seconds = info.get("train_seconds", 0.0)  # absent in checkpoints before 2026-11-26
+        self.train_seconds = info.get("train_seconds", 0.0)  # absent in older checkpoints
         tag = info["stream_tag"]
         if tag is not None and self.run_dir is not None:
             rank = self.global_rank if self._trainer else 0
