@@ -143,18 +143,23 @@ class ActorCritic(nn.Module):
             ret = lambda_return(reward, slow_value, cont, cfg.discount, cfg.lambda_)
             pred = self.critics[name](sg_feat[:, :-1]).squeeze(-1).float()
             critic_loss = critic_loss + (weight[:, :-1] * (pred - symlog(ret.detach())) ** 2).mean()
-            norm = self.return_norms[name]
-            norm.update(ret)
+            # Return statistics of this batch; `after_update` commits them to the normaliser.
+            ret_mean, ret_sqr = ret.detach().mean(), (ret.detach() ** 2).mean()
+            std = self.return_norms[name].std(*self.return_norms[name].next(ret_mean, ret_sqr))
             # The baseline never carries gradients; for backprop actors the return does.
-            score = (ret - slow_value[:, :-1].detach()) / norm.std()
+            score = (ret - slow_value[:, :-1].detach()) / std
             advantage = advantage + scale * score
             metrics[f"{name}_reward"] = reward.mean()
-            metrics[f"{name}_return"] = ret.mean()
-            metrics[f"{name}_return_std"] = norm.std()
+            metrics[f"{name}_return"] = ret_mean
+            metrics[f"{name}_return_sqr"] = ret_sqr
+            metrics[f"{name}_return_std"] = std
         if cfg.advantage_norm:
             # Note: this also scales pure noise up to unit size when no critic sees any reward.
-            self.advantage_norm.update(advantage)
-            advantage = (advantage - self.advantage_norm.mean) / self.advantage_norm.std()
+            adv = advantage.detach()
+            metrics["advantage_mean"], metrics["advantage_sqr"] = adv.mean(), (adv ** 2).mean()
+            mean, sqr = self.advantage_norm.next(metrics["advantage_mean"], metrics["advantage_sqr"])
+            metrics["advantage_std"] = self.advantage_norm.std(mean, sqr)
+            advantage = (advantage - mean) / metrics["advantage_std"]
         policy = self.policy(sg_feat[:, :-1])
         entropy = policy.normalized_entropy()
         if self.discrete:
@@ -164,14 +169,21 @@ class ActorCritic(nn.Module):
         actor_loss = -(weight[:, :-1] * (objective + self.entropy_scale() * entropy)).mean()
         adapt_on = entropy if cfg.entropy_states == "all" else entropy[:, 0]
         metrics.update(critic_loss=critic_loss.detach(), actor_loss=actor_loss.detach(),
-                       entropy=adapt_on.mean().detach(), entropy_all=entropy.mean().detach(), entropy_scale=self.entropy_scale().clone(),
-                       advantage_std=self.advantage_norm.std().clone())
+                       entropy=adapt_on.mean().detach(), entropy_all=entropy.mean().detach(), entropy_scale=self.entropy_scale().clone())
         return critic_loss + actor_loss, metrics
 
     @torch.no_grad()
-    def after_update(self, metrics: dict[str, torch.Tensor]) -> None:
-        """Adapt the entropy coefficient; hard-copy critics into slow critics every `slow_every`."""
-        self.entropy_scale.update(metrics["entropy"])
-        if self.updates % self.cfg.slow_every == 0:
-            self.slow_critics.load_state_dict(self.critics.state_dict())
-        self.updates += 1
+    def after_update(self, metrics: dict[str, torch.Tensor], applied: torch.Tensor | bool = True) -> None:
+        """Commit this update's statistics (return and advantage normalisers, entropy
+        coefficient) and hard-copy critics into slow critics every `slow_every` applied
+        updates; all only where `applied` (device flag, no host sync)."""
+        applied = torch.as_tensor(applied, device=self.updates.device)
+        self.entropy_scale.update(metrics["entropy"], applied)
+        for name, norm in self.return_norms.items():
+            norm.update(metrics[f"{name}_return"], metrics[f"{name}_return_sqr"], applied)
+        if self.cfg.advantage_norm:
+            self.advantage_norm.update(metrics["advantage_mean"], metrics["advantage_sqr"], applied)
+        copy = applied & (self.updates % self.cfg.slow_every == 0)
+        for slow, fast in zip(self.slow_critics.parameters(), self.critics.parameters()):
+            slow.copy_(torch.where(copy, fast, slow))
+        self.updates.add_(applied.long())

@@ -1,8 +1,10 @@
 """The agent: world model + goal autoencoder + manager + worker, composed (ALGORITHM.md §5, §7).
 
 `Agent.loss(batch)` builds every loss of one update in a single graph in which each network
-receives gradients only from its own loss; `Agent.train(batch)` steps the optimisers itself
-(plain PyTorch), while `DirectorModule` steps them through Lightning. `Agent.policy` acts.
+receives gradients only from its own loss; `Agent.update` is the one update step (backward,
+clip, optimiser steps, statistics) without a host sync, used by `Agent.train_step` (plain
+PyTorch) and by `DirectorModule.training_step` (through Lightning's backward and clipping).
+`Agent.compile` compiles the loss and its backward. `Agent.policy` acts.
 
 `cfg.agent` selects the assembly: `director` (the hierarchy), `dreamer` (flat baseline: one
 actor-critic on the task reward) or `worldmodel` (world model only; acts randomly).
@@ -10,14 +12,14 @@ actor-critic on the task reward) or `worldmodel` (world model only; acts randoml
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
 
 from director.actor_critic import ActorCritic
 from director.config import Config, OptimConfig
-from director.nets import make_optimizer
+from director.nets import make_optimizer, skip_step
 from director.world_model import State, WorldModel
 from manager import GoalAutoencoder, Manager
 from worker import Worker
@@ -26,17 +28,14 @@ Carry = dict[str, torch.Tensor]
 
 
 @contextlib.contextmanager
-def frozen(*modules: nn.Module) -> Iterator[None]:
-    """Run modules without recording gradients for their parameters; gradients still flow
-    through their activations (dynamics backprop reaches the actor, not the world model)."""
-    params = [p for m in modules for p in m.parameters() if p.requires_grad]
-    for p in params:
-        p.requires_grad_(False)
-    try:
+def frozen(module: nn.Module, *names: str) -> Iterator[None]:
+    """Inside, the parameters of `module`'s submodules `names` are detached views: gradients
+    flow through their activations (dynamics backprop reaches the actor) but never into
+    them. Unlike toggling `requires_grad`, this compiles into one graph."""
+    detached = {f"{name}.{key}": p.detach() for name in names
+                for key, p in getattr(module, name).named_parameters()}
+    with torch.nn.utils.stateless._reparametrize_module(module, detached):
         yield
-    finally:
-        for p in params:
-            p.requires_grad_(True)
 
 
 class Agent(nn.Module):
@@ -60,7 +59,8 @@ class Agent(nn.Module):
             self.worker = Worker(cfg.worker, feat, deter, policy_action)
         elif cfg.agent == "dreamer":
             self.actor = ActorCritic(feat, policy_action, {"extr": 1.0}, cfg.actor)
-        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))  # applied updates
+        self._loss: Callable | None = None  # the compiled loss, once `compile` ran
 
     # ------------------------------------------------------------------ optimisers
     def optim_groups(self) -> list[tuple[str, nn.Module, OptimConfig]]:
@@ -99,11 +99,13 @@ class Agent(nn.Module):
                mode: str = "train") -> tuple[torch.Tensor, Carry, dict[str, torch.Tensor]]:
         """obs leaves (N, ...) -> action (N, A), new carry, info {code, goal, step, switch,
         period_end, reached} (reached: max-cosine of the state to the goal of the period that
-        ends at this step, where period_end).
+        ends at this step, where period_end; 0 elsewhere).
 
         Every K steps of an episode (the phase resets at is_first) the manager samples a code
         (also in evaluation) and the goal autoencoder decodes it; the worker then samples an
-        action (its mode when `mode="eval"`)."""
+        action (its mode when `mode="eval"`). Acting runs on the host's schedule, so the
+        manager and decoder run only on steps where some env switches, `reached` only where
+        a period ends."""
         n = obs["image"].shape[0]
         carry = carry if carry is not None else self.initial_carry(n)
         is_first = obs["is_first"].bool()
@@ -114,15 +116,20 @@ class Agent(nn.Module):
         info: dict[str, torch.Tensor] = {"step": step}
         new = {k: v for k, v in post.items()}
         if self.cfg.agent == "director":
-            switch = (step % self.goal_every == 0)[:, None]
+            switch = step % self.goal_every == 0
             # A goal period that ran its K steps ends here: how close did the worker get?
-            info["period_end"] = switch[:, 0] & (step > 0)
-            info["reached"] = self.worker.goal_reward(post["deter"], carry["goal"])
-            code = torch.where(switch, self.manager.ac.policy(feat).sample(), carry["code"])
-            goal = torch.where(switch, self.goal_ae.decode(code), carry["goal"])
+            info["period_end"] = switch & (step > 0)
+            info["reached"] = torch.zeros(n, device=feat.device)
+            if info["period_end"].any():
+                info["reached"] = torch.where(info["period_end"],
+                                              self.worker.goal_reward(post["deter"], carry["goal"]), 0.0)
+            code, goal = carry["code"], carry["goal"]
+            if switch.any():
+                code = torch.where(switch[:, None], self.manager.ac.policy(feat).sample(), code)
+                goal = torch.where(switch[:, None], self.goal_ae.decode(code), goal)
             dist = self.worker.ac.policy(self.worker.inputs(feat, goal))
             new.update(code=code, goal=goal)
-            info.update(code=code, goal=goal, switch=switch[:, 0])
+            info.update(code=code, goal=goal, switch=switch)
         elif self.cfg.agent == "dreamer":
             dist = self.actor.policy(feat)
         else:
@@ -146,81 +153,98 @@ class Agent(nn.Module):
         return n - int(round(self.cfg.worker.replay_goals * n))
 
     def imagine(self, start: State, cont0: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Joint imagination for H = horizon steps from start leaves (N, ...): the manager
-        acts at t = 0, K, ..., the worker every step. Returns leaves (N, H+1, ...):
-        feat, deter, code, goal, action, cont (cont_0 from the data), extr, expl
-        (step rewards, index 0 unused). Rows from `manager_rows(N)` on take their codes from
-        the goal autoencoder's encoding of other start states (replay goals) instead."""
-        cfg, k = self.cfg, self.goal_every
-        horizon = cfg.imag_horizon
-        feats, codes, goals, actions, deters = [], [], [], [], []
-        state = start
+        """Imagination for H = horizon steps from start leaves (N, ...), with the world model
+        (and goal autoencoder) frozen. Returns leaves (N, H+1, ...): feat, deter, action
+        (action t taken in s_t; the last is zeros), cont (cont_0 from the data) and the step
+        rewards the learners read (index 0, the start state, is zero and unused): extr when a
+        critic uses the task reward, expl (manager rows only) when the manager's does.
+
+        Director: the manager acts at t = 0, K, ..., H - K, the worker every step; also code
+        and goal active in each state (zeros at s_H, where no goal is chosen). Rows from
+        `manager_rows(N)` on take their codes from the goal autoencoder's encoding of other
+        start states (replay goals) instead. Flat baseline: its one actor every step.
+
+        A discrete policy learns by REINFORCE: the rollout is built without gradients. A
+        continuous one learns through the dynamics: gradients flow through the frozen models'
+        activations into its actions."""
+        cfg, k, horizon = self.cfg, self.goal_every, self.cfg.imag_horizon
+        director, backprop = cfg.agent == "director", not self.discrete
         n = start["deter"].shape[0]
-        m = self.manager_rows(n)
-        backprop = not self.discrete  # continuous worker: gradients through the dynamics
-        with frozen(self.wm, self.goal_ae):
+        m = self.manager_rows(n) if director else n
+        feats, deters, actions, codes, goals = [], [], [], [], []
+        state = start
+        grad = backprop and torch.is_grad_enabled()
+        with torch.set_grad_enabled(grad), frozen(self, *self._frozen_models()) if grad else contextlib.nullcontext():
             for t in range(horizon + 1):
                 feat = self.wm.feat(state)
-                if t % k == 0:
-                    code = self.manager.ac.policy(feat[:m].detach()).sample().detach()
-                    if m < n:
-                        other = start["deter"][torch.randint(n, (n - m,), device=feat.device)]
-                        code = torch.cat([code, self.goal_ae.encode(other).sample().detach().flatten(-2)])
-                    goal = self.goal_ae.decode(code).detach()
                 feats.append(feat)
                 deters.append(state["deter"])
-                codes.append(code)
-                goals.append(goal)
                 if t == horizon:
                     break
-                wfeat = self.worker.inputs(feat if backprop else feat.detach(), goal)
-                action = self.worker.ac.policy(wfeat).sample()
-                action = action if backprop else action.detach()
+                if director:
+                    if t % k == 0:
+                        code = self.manager.ac.policy(feat[:m].detach()).sample().detach()
+                        if m < n:
+                            other = start["deter"][torch.randint(n, (n - m,), device=feat.device)]
+                            code = torch.cat([code, self.goal_ae.encode(other).sample().detach().flatten(-2)])
+                        goal = self.goal_ae.decode(code).detach()
+                    codes.append(code)
+                    goals.append(goal)
+                    dist = self.worker.ac.policy(self.worker.inputs(feat, goal))
+                else:
+                    dist = self.actor.policy(feat)
+                action = dist.sample()
                 actions.append(action)
                 state = self.wm.rssm.img_step(state, action)
             actions.append(torch.zeros_like(actions[-1]))
-            feat = torch.stack(feats, 1)
-            deter = torch.stack(deters, 1)
-            # A continuous worker learns by backprop through the frozen model: its task reward
-            # (the `worker.extr` ablation) must stay differentiable with respect to its actions.
-            with torch.set_grad_enabled(backprop and torch.is_grad_enabled()):
-                extr = self.wm.predict_reward(feat)
+            feat, deter = torch.stack(feats, 1), torch.stack(deters, 1)
+            traj = {"feat": feat, "deter": deter, "action": torch.stack(actions, 1)}
+            if director:
+                traj["code"] = torch.stack(codes + [torch.zeros_like(code)], 1)
+                traj["goal"] = torch.stack(goals + [torch.zeros_like(goal)], 1)
+            zero = torch.zeros_like(feat[:, :1, 0])
             with torch.no_grad():
-                expl = self.goal_ae.exploration_reward(deter)
-            cont = self.wm.predict_cont(feat)
-            cont = torch.cat([cont0[:, None], cont[:, 1:]], 1)
-        return {"feat": feat, "deter": deter, "code": torch.stack(codes, 1), "goal": torch.stack(goals, 1),
-                "action": torch.stack(actions, 1), "cont": cont.detach(), "extr": extr, "expl": expl}
+                traj["cont"] = torch.cat([cont0[:, None], self.wm.predict_cont(feat[:, 1:])], 1)
+            readers = self._extr_rows(n, m)
+            if readers:
+                # A continuous policy learning from the task reward needs its gradient.
+                with torch.set_grad_enabled(grad):
+                    extr = self.wm.predict_reward(feat[:readers, 1:])
+                traj["extr"] = torch.cat([zero[:readers], extr], 1)
+            if director and "expl" in self.manager.ac.scales:
+                with torch.no_grad():
+                    expl = self.goal_ae.exploration_reward(deter[:m, 1:])
+                traj["expl"] = torch.cat([zero[:m], expl], 1)
+        return traj
 
-    def imagine_flat(self, start: State, cont0: torch.Tensor) -> dict:
-        """Flat baseline: one actor for H steps; trajectory for its ActorCritic."""
-        horizon, backprop = self.cfg.imag_horizon, not self.discrete
-        with frozen(self.wm):
-            policy = lambda s: self.actor.policy(  # noqa: E731
-                self.wm.feat(s) if backprop else self.wm.feat(s).detach()).sample()
-            states, action = self.wm.imagine(policy, start, horizon)
-            feat = self.wm.feat(states)
-            # Continuous actors learn by backprop through the frozen model: the predicted reward
-            # must stay differentiable with respect to the actions.
-            with torch.set_grad_enabled(backprop and torch.is_grad_enabled()):
-                extr = self.wm.predict_reward(feat)
-            cont = torch.cat([cont0[:, None], self.wm.predict_cont(feat)[:, 1:]], 1).detach()
-        if not backprop:
-            feat, action = feat.detach(), action.detach()
-        return {"feat": feat, "action": action, "rewards": {"extr": extr[:, 1:]}, "cont": cont}
+    def _frozen_models(self) -> tuple[str, ...]:
+        return ("wm", "goal_ae") if self.cfg.agent == "director" else ("wm",)
+
+    def _extr_rows(self, n: int, m: int) -> int:
+        """How many imagined rows some critic reads the task reward of (0: none)."""
+        if self.cfg.agent == "dreamer":
+            return n
+        if "extr" in self.worker.ac.scales:
+            return n
+        return m if "extr" in self.manager.ac.scales else 0
 
     # ------------------------------------------------------------------ learning
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """All losses of one update (ALGORITHM.md §5) as one scalar and metrics."""
+        """All losses of one update (ALGORITHM.md §5) as one scalar and (detached) metrics,
+        including the statistics that `after_update` commits."""
         loss, post, metrics = self.wm.loss(batch)
-        if self.cfg.agent == "worldmodel":
-            return loss, metrics
-        start = {k: v.flatten(0, 1).detach() for k, v in post.items()}
-        cont0 = 1.0 - batch["is_terminal"].flatten(0, 1).float()
+        if self.cfg.agent != "worldmodel":
+            start = {k: v.flatten(0, 1).detach() for k, v in post.items()}
+            cont0 = 1.0 - batch["is_terminal"].flatten(0, 1).float()
+            loss = loss + self._policy_loss(start, cont0, metrics)
+        return loss, {k: v.detach() for k, v in metrics.items()}
+
+    def _policy_loss(self, start: State, cont0: torch.Tensor, metrics: dict) -> torch.Tensor:
         if self.cfg.agent == "dreamer":
-            ac_loss, ac_metrics = self.actor.loss(self.imagine_flat(start, cont0))
+            traj = self.imagine(start, cont0)
+            ac_loss, ac_metrics = self.actor.loss({**traj, "rewards": {"extr": traj["extr"][:, 1:]}})
             metrics.update({f"actor/{k}": v for k, v in ac_metrics.items()})
-            return loss + ac_loss, metrics
+            return ac_loss
         goal_loss, goal_metrics = self.goal_ae.loss(start["deter"])
         metrics.update(goal_metrics)
         traj = self.imagine(start, cont0)
@@ -231,39 +255,63 @@ class Agent(nn.Module):
         metrics.update({f"worker/{k}": v for k, v in worker_metrics.items()})
         metrics.update({f"manager/{k}": v for k, v in manager_metrics.items()})
         # How close the worker gets to each goal by the end of its period (max-cosine).
-        idx = torch.arange(self.goal_every, traj["deter"].shape[1], self.goal_every, device=loss.device)
-        reached = self.worker.goal_reward(traj["deter"][:, idx], traj["goal"][:, idx - 1]).detach()
+        idx = torch.arange(self.goal_every, traj["deter"].shape[1], self.goal_every, device=cont0.device)
+        reached = self.worker.goal_reward(traj["deter"][:, idx], traj["goal"][:, idx - 1])
         metrics["imag_goal_reached"] = reached.mean()
-        return loss + goal_loss + worker_loss + manager_loss, metrics
+        return goal_loss + worker_loss + manager_loss
 
     @torch.no_grad()
-    def after_update(self, metrics: dict[str, torch.Tensor]) -> None:
-        """Adaptive coefficients and slow critics, once the optimisers have stepped."""
-        self.wm.after_update(metrics)
+    def after_update(self, metrics: dict[str, torch.Tensor], applied: torch.Tensor | bool = True) -> None:
+        """Commit the update's statistics (adaptive coefficients, normalisers, slow critics,
+        counters) where the device flag `applied` is true; no host sync."""
+        applied = torch.as_tensor(applied, device=self.updates.device)
+        self.wm.after_update(metrics, applied)
         if self.cfg.agent == "director":
-            self.goal_ae.after_update(metrics)
-            self.worker.ac.after_update({k[7:]: v for k, v in metrics.items() if k.startswith("worker/")})
-            self.manager.ac.after_update({k[8:]: v for k, v in metrics.items() if k.startswith("manager/")})
+            self.goal_ae.after_update(metrics, applied)
+            self.worker.ac.after_update(_section(metrics, "worker/"), applied)
+            self.manager.ac.after_update(_section(metrics, "manager/"), applied)
         elif self.cfg.agent == "dreamer":
-            self.actor.after_update({k[6:]: v for k, v in metrics.items() if k.startswith("actor/")})
-        self.updates += 1
+            self.actor.after_update(_section(metrics, "actor/"), applied)
+        self.updates.add_(applied.long())
 
-    def train_step(self, batch: dict[str, torch.Tensor], optimizers: list[torch.optim.Optimizer]) -> dict[str, float]:
-        """One update with plain PyTorch (no Trainer): backward, clip each group, step.
-        Returns metrics as floats; a non-finite loss skips the update (`skipped`=1)."""
-        loss, metrics = self.loss(batch)
-        if not torch.isfinite(loss):
-            return {"skipped": 1.0, "loss": float(loss.detach())}
+    def compile(self, mode: str = "default") -> None:  # type: ignore[override]
+        """Compile the loss (one graph: `fullgraph=True`) and, through AOTAutograd, its
+        backward with torch.compile (inductor). `mode` is torch.compile's: "default",
+        "reduce-overhead" (CUDA graphs), "max-autotune", ..."""
+        self._loss = torch.compile(self.loss, fullgraph=True, dynamic=False, mode=mode)
+
+    def update(self, batch: dict[str, torch.Tensor], optimizers: list[torch.optim.Optimizer],
+               backward: Callable[[torch.Tensor], None] | None = None,
+               clip: Callable[[torch.optim.Optimizer, nn.Module, float], torch.Tensor | None] | None = None,
+               ) -> dict[str, torch.Tensor]:
+        """The one update step: loss, backward, per-network gradient clip and optimiser step,
+        then `after_update`. Returns device metrics with `loss` and `applied` (0 where the loss
+        was not finite: then parameters, AdamW moments and steps, normalisers, adaptive scales
+        and counters stay bit-identical). No host sync.
+
+        `backward(loss)` and `clip(optimizer, module, max_norm) -> norm or None` default to
+        plain PyTorch; `DirectorModule` passes Lightning's `manual_backward` and
+        `clip_gradients`, so precision plugins and DDP apply."""
+        loss, metrics = (self._loss or self.loss)(batch)
+        applied = torch.isfinite(loss)
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
-        loss.backward()
+        if loss.requires_grad:
+            (backward or torch.Tensor.backward)(loss)
         for (name, module, ocfg), opt in zip(self.optim_groups(), optimizers):
-            norm = torch.nn.utils.clip_grad_norm_(module.parameters(), ocfg.clip)
-            metrics[f"grad_norm/{name}"] = norm
+            norm = (clip or _clip)(opt, module, ocfg.clip)
+            if norm is not None:
+                metrics[f"grad_norm/{name}"] = norm
+            skip_step(opt, ~applied)
             opt.step()
-        self.after_update(metrics)
-        out = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in metrics.items()}
-        out["skipped"] = 0.0
+        self.after_update(metrics, applied)
+        metrics.update(loss=loss.detach(), applied=applied.float())
+        return metrics
+
+    def train_step(self, batch: dict[str, torch.Tensor], optimizers: list[torch.optim.Optimizer]) -> dict[str, float]:
+        """`update` with plain PyTorch, metrics as floats; `skipped` is 1 for a non-finite loss."""
+        out = {k: float(v) for k, v in self.update(batch, optimizers).items()}
+        out["skipped"] = 1.0 - out.pop("applied")
         return out
 
     # ------------------------------------------------------------------ reports
@@ -273,3 +321,12 @@ class Agent(nn.Module):
         "truth": same}."""
         pred = self.wm.open_loop(batch, context)
         return {"openloop": pred, "truth": batch["image"].float() / 255.0}
+
+
+def _section(metrics: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The metrics of one learner, without its prefix ("worker/entropy" -> "entropy")."""
+    return {k[len(prefix):]: v for k, v in metrics.items() if k.startswith(prefix)}
+
+
+def _clip(optimizer: torch.optim.Optimizer, module: nn.Module, max_norm: float) -> torch.Tensor:
+    return torch.nn.utils.clip_grad_norm_(module.parameters(), max_norm, foreach=True)

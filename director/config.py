@@ -137,7 +137,13 @@ class TrainConfig:
     record_every: int = 0  # env steps between recorded goal strips; 0 = off
     accelerator: str = "auto"  # cpu | cuda | gpu | auto (Lightning)
     devices: int = 1  # processes/GPUs; > 1 runs DDP
-    precision: str = "32-true"  # 32-true | bf16-mixed | 16-mixed (mixed precision on CUDA)
+    # 32-true | bf16-mixed (CPU and CUDA: matmuls and convolutions in bfloat16) | 16-mixed (CUDA)
+    precision: str = "32-true"
+    # torch.compile the loss and its backward (inductor; needs a C++ compiler on the CPU). The
+    # first update compiles (minutes on 2 cores; later runs reuse torch's on-disk cache).
+    compile: bool = False
+    # torch.compile mode: default | reduce-overhead (CUDA graphs) | max-autotune | max-autotune-no-cudagraphs
+    compile_mode: str = "default"
     max_bad_updates: int = 10  # consecutive non-finite losses before the run stops
     threads: int = 0  # torch CPU threads; 0 = torch's default
 
@@ -168,6 +174,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "worker.goal_reward": ("max_cosine", "cosine", "l2"),
     "train.precision": ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true"),
     "train.accelerator": ("auto", "cpu", "cuda", "gpu", "mps"),
+    "train.compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
     "actor.entropy_states": ("all", "start"),
     "manager.ac.entropy_states": ("all", "start"),
     "worker.ac.entropy_states": ("all", "start"),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -22,7 +23,7 @@ from typing import Any, Iterator
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.utilities import move_data_to_device
+from lightning.pytorch.utilities import move_data_to_device, rank_zero_warn
 from torch.utils.data import DataLoader
 
 import worlds
@@ -52,6 +53,17 @@ def world_spec(cfg: Config) -> dict[str, Any]:
     finally:
         env.close()
     return {"image_shape": image, "action": action, "vectors": vectors}
+
+
+def compile_unavailable(device: torch.device) -> str | None:
+    """Why torch.compile cannot run here (no C++ compiler for the CPU, no Triton for CUDA),
+    or None."""
+    if device.type == "cuda":
+        from torch.utils._triton import has_triton
+        return None if has_triton() else "Triton is not installed, which torch.compile needs on CUDA"
+    if any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "g++", "c++", "clang++")):
+        return None
+    return "no C++ compiler (g++) was found, which torch.compile needs on the CPU"
 
 
 def _atomic_pickle(obj: Any, path: Path) -> None:
@@ -87,8 +99,8 @@ class DirectorModule(L.LightningModule):
         self.run_dir = Path(run_dir) if run_dir else None
         self.stream: ExperienceStream | None = None
         self._stream_state: dict | None = None
-        self.bad_updates = 0  # consecutive non-finite losses
-        self.skipped_updates = 0
+        self.bad_updates: torch.Tensor | float = 0.0  # consecutive non-finite losses (device value)
+        self.skipped_updates: torch.Tensor | float = 0.0  # all non-finite losses (device value)
         self.episode_log: list[dict] = []  # every finished episode of this rank: {env_steps, return, ...}
         self.train_seconds = 0.0  # wall-clock seconds of training in earlier segments of a resumed run
         self._fit_start: float | None = None
@@ -120,6 +132,14 @@ class DirectorModule(L.LightningModule):
         return DataLoader(self.stream, batch_size=None, num_workers=0, generator=torch.Generator())
 
     # ------------------------------------------------------------------ learning
+    def on_fit_start(self) -> None:
+        if self.cfg.train.compile and self.agent._loss is None:
+            missing = compile_unavailable(self.device)
+            if missing:
+                rank_zero_warn(f"train.compile=true: {missing}; training runs eager (uncompiled).")
+            else:
+                self.agent.compile(self.cfg.train.compile_mode)
+
     def on_train_start(self) -> None:
         self._fit_start = time.perf_counter()
 
@@ -137,30 +157,17 @@ class DirectorModule(L.LightningModule):
         # exact resume relies on. StopIteration (the env-step budget is spent) ends the epoch.
         batch, _, _ = next(dataloader_iter)
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        loss, metrics = self.agent.loss(batch)
-        if not torch.isfinite(loss).item():
-            self.bad_updates += 1
-            self.skipped_updates += 1
-            self.log("skipped_updates", float(self.skipped_updates), batch_size=1)
-            if self.bad_updates >= self.cfg.train.max_bad_updates:
-                raise TrainingDiverged(
-                    f"The loss was not finite in {self.bad_updates} consecutive updates (last "
-                    f"metrics: { {k: round(float(v), 4) for k, v in list(metrics.items())[:6]} }); "
-                    "training stopped instead of learning from garbage. The last checkpoint is "
-                    "intact: lower the learning rates (e.g. model.opt.lr) or use 32-true precision, "
-                    "then resume with --resume.")
-            return
-        self.bad_updates = 0
         optimizers = self.optimizers()
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
-        for opt in optimizers:
-            opt.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        for (name, _, ocfg), opt in zip(self.agent.optim_groups(), optimizers):
-            self.clip_gradients(opt, gradient_clip_val=ocfg.clip, gradient_clip_algorithm="norm")
-            opt.step()
-        self.agent.after_update(metrics)
+        metrics = self.agent.update(batch, optimizers, backward=self.manual_backward, clip=self._clip)
+        # Device-side counters of non-finite (skipped) updates: read on logging steps only.
+        skipped = 1.0 - metrics["applied"]
+        self.bad_updates = (self.bad_updates + skipped) * skipped
+        self.skipped_updates = self.skipped_updates + skipped
         self._log_metrics(metrics)
+
+    def _clip(self, optimizer, module, max_norm: float) -> None:
+        self.clip_gradients(optimizer, gradient_clip_val=max_norm, gradient_clip_algorithm="norm")
 
     def _log_metrics(self, metrics: dict[str, torch.Tensor]) -> None:
         stream = self.stream
@@ -174,8 +181,20 @@ class DirectorModule(L.LightningModule):
             bar["return"] = float(np.mean([e["return"] for e in recent]))
             bar["success"] = float(np.mean([e["success"] for e in recent]))
         self.log_dict(bar, prog_bar=True, batch_size=1, reduce_fx="max")
-        # Lightning writes a row every `log_every_n_steps` updates (see run.make_trainer).
-        rows = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in metrics.items()}
+        # Device values become floats only on the updates the logger writes (every
+        # `log_every_n_steps`, see run.make_trainer): no host sync on the others.
+        if self._trainer and not self.trainer._logger_connector.should_update_logs:
+            return
+        bad = int(self.bad_updates)
+        if bad >= self.cfg.train.max_bad_updates:
+            raise TrainingDiverged(
+                f"The loss was not finite in {bad} consecutive updates (train.max_bad_updates="
+                f"{self.cfg.train.max_bad_updates}; last metrics: "
+                f"{ {k: round(float(v), 4) for k, v in list(metrics.items())[:6]} }); training "
+                "stopped instead of learning from garbage. The last checkpoint is intact: lower "
+                "the learning rates (e.g. model.opt.lr) or use 32-true precision, then resume "
+                "with --resume.")
+        rows = {k: float(v) for k, v in metrics.items() if k != "applied"}
         rows.update(updates=float(self.agent.updates), skipped_updates=float(self.skipped_updates))
         if recent:
             rows["episode_length"] = float(np.mean([e["length"] for e in recent]))
@@ -187,7 +206,7 @@ class DirectorModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["director"] = {
             "config": config_lib.to_dict(self.cfg), "spec": self.spec,
-            "updates": int(self.agent.updates), "skipped_updates": self.skipped_updates,
+            "updates": int(self.agent.updates), "skipped_updates": int(self.skipped_updates),
             "env_steps": (self.stream.env_steps if self.stream else 0),
             "stream_tag": getattr(self, "_stream_tag", None),
             "episode_log": self.episode_log,

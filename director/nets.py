@@ -92,7 +92,8 @@ class ConvEncoder(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         batch = image.shape[:-3]
-        x = image.reshape(-1, *image.shape[-3:]).permute(0, 3, 1, 2).float() / 255.0
+        # Scale while contiguous, then a channels-last view: the convolutions take it as is.
+        x = (image.reshape(-1, *image.shape[-3:]).float() / 255.0).permute(0, 3, 1, 2)
         return self.net(x).reshape(*batch, self.out_dim)
 
 
@@ -142,15 +143,17 @@ class OneHotDist:
     def sample(self) -> torch.Tensor:
         """One-hot sample with straight-through gradients: sample + probs - sg(probs).
 
-        Gumbel-max sampling: non-finite logits (from a non-finite batch) give a non-finite
-        sample and loss, which the training step then skips, instead of raising here."""
-        gumbel = -torch.empty_like(self.logits).exponential_().log()
-        index = (self.logits.detach() + gumbel).argmax(-1)
-        onehot = F.one_hot(index, self.logits.shape[-1]).to(self.probs.dtype)
-        return onehot + self.probs - self.probs.detach()
+        Inverse-CDF sampling: one uniform number per categorical (not one per class, as
+        Gumbel-max needs) and no logarithms. Non-finite logits (from a non-finite batch) give
+        a non-finite sample and loss, which the training step then skips, instead of raising."""
+        probs = self.probs.detach()
+        uniform = torch.rand_like(probs[..., :1])
+        index = (probs.cumsum(-1) < uniform).sum(-1, keepdim=True).clamp(max=probs.shape[-1] - 1)
+        onehot = (index == torch.arange(probs.shape[-1], device=probs.device)).to(probs.dtype)
+        return onehot + self.probs - probs
 
     def mode(self) -> torch.Tensor:
-        onehot = F.one_hot(self.logits.argmax(-1), self.logits.shape[-1]).to(self.probs.dtype)
+        onehot = _one_hot(self.logits.detach())
         return onehot + self.probs - self.probs.detach()
 
     def log_prob(self, onehot: torch.Tensor) -> torch.Tensor:
@@ -159,6 +162,13 @@ class OneHotDist:
 
     def entropy(self) -> torch.Tensor:
         return -(self.probs * self.logits).sum(-1)
+
+
+def _one_hot(scores: torch.Tensor) -> torch.Tensor:
+    """One-hot of the argmax over the last axis, (..., C) -> (..., C) float. A comparison with
+    the class indices, not F.one_hot: no range check, which compiles into a host assert."""
+    index = scores.argmax(-1, keepdim=True)
+    return (index == torch.arange(scores.shape[-1], device=scores.device)).to(scores.dtype)
 
 
 def categorical_kl(lhs_logits: torch.Tensor, rhs_logits: torch.Tensor) -> torch.Tensor:
@@ -174,6 +184,8 @@ class Adaptive(nn.Module):
     `increase_above=True` (KL scales): x1.1 when value > 1.1 * target, /1.1 when
     value < target / 1.1. `increase_above=False` (entropy): x1.1 when value < target / 1.1,
     /1.1 when value > 1.1 * target. The scale is clipped to [low, high].
+
+    Sync-free: `update` works on device tensors and commits only where `applied` is true.
     """
 
     def __init__(self, init: float, target: float, low: float, high: float,
@@ -187,17 +199,23 @@ class Adaptive(nn.Module):
         return self.scale
 
     @torch.no_grad()
-    def update(self, value: torch.Tensor | float) -> None:
-        value = float(value)
+    def update(self, value: torch.Tensor | float, applied: torch.Tensor | bool = True) -> None:
+        value = torch.as_tensor(value, dtype=torch.float32, device=self.scale.device)
         above, below = value > self.target * self.rate, value < self.target / self.rate
         if not self.increase_above:
             above, below = below, above
-        factor = self.rate if above else (1 / self.rate if below else 1.0)
-        self.scale.copy_((self.scale * factor).clamp(self.low, self.high))
+        factor = torch.where(above, self.rate, torch.where(below, 1 / self.rate, 1.0))
+        new = (self.scale * factor).clamp(self.low, self.high)
+        self.scale.copy_(torch.where(torch.as_tensor(applied, device=new.device), new, self.scale))
 
 
 class Normalizer(nn.Module):
-    """EMA of a quantity's mean and mean-square, for return and advantage normalisation."""
+    """EMA of a quantity's mean and mean-square, for return and advantage normalisation.
+
+    Functional within an update: the loss computes the batch mean and mean-square of x (its
+    metrics), `next(...)` the EMA they lead to and `std(*next(...))` the std it uses;
+    `update(...)` commits the same values in `after_update`, only where `applied`, so a
+    skipped update leaves the EMA bit-identical. No host sync."""
 
     def __init__(self, decay: float, min_std: float = 0.0):
         super().__init__()
@@ -206,28 +224,44 @@ class Normalizer(nn.Module):
         self.register_buffer("sqr", torch.zeros(()))
         self.register_buffer("count", torch.zeros((), dtype=torch.long))
 
-    @torch.no_grad()
-    def update(self, x: torch.Tensor) -> None:
-        """Ignores batches with non-finite values (their update is skipped anyway)."""
-        x = x.detach().float()
-        if not bool(torch.isfinite(x).all()):
-            return
-        d = self.decay if self.count > 0 else 0.0
-        self.mean.mul_(d).add_((1 - d) * x.mean())
-        self.sqr.mul_(d).add_((1 - d) * (x ** 2).mean())
-        self.count += 1
+    def next(self, x_mean: torch.Tensor, x_sqr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """EMA mean and mean-square after a batch with these moments (the first batch sets them)."""
+        d = torch.where(self.count > 0, self.decay, 0.0)
+        return d * self.mean + (1 - d) * x_mean.detach(), d * self.sqr + (1 - d) * x_sqr.detach()
 
-    def std(self) -> torch.Tensor:
-        return (self.sqr - self.mean ** 2).clamp(min=0).sqrt().clamp(min=self.min_std)
+    @torch.no_grad()
+    def update(self, x_mean: torch.Tensor, x_sqr: torch.Tensor, applied: torch.Tensor | bool = True) -> None:
+        applied = torch.as_tensor(applied, device=self.mean.device)
+        mean, sqr = self.next(x_mean, x_sqr)
+        self.mean.copy_(torch.where(applied, mean, self.mean))
+        self.sqr.copy_(torch.where(applied, sqr, self.sqr))
+        self.count.add_(applied.long())
+
+    def std(self, mean: torch.Tensor | None = None, sqr: torch.Tensor | None = None) -> torch.Tensor:
+        """The std of the stored EMA, or of the given mean and mean-square."""
+        mean = self.mean if mean is None else mean
+        sqr = self.sqr if sqr is None else sqr
+        return (sqr - mean ** 2).clamp(min=0).sqrt().clamp(min=self.min_std)
 
 
 def make_optimizer(module: nn.Module, lr: float, eps: float, weight_decay: float) -> torch.optim.Optimizer:
     """AdamW with decoupled weight decay on weight matrices only (biases, norms, learned
-    initial states are skipped)."""
+    initial states are skipped).
+
+    The fused implementation: one kernel per step, and it honours `optimizer.found_inf`
+    (the flag GradScaler also sets): where it is 1 the step leaves parameters, moments and
+    step counts untouched, without a host sync. `skip_step` sets it."""
     decay, no_decay = [], []
     for name, p in module.named_parameters():
         if not p.requires_grad:
             continue
         (decay if p.ndim >= 2 else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, eps=eps)
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, eps=eps, fused=True)
+
+
+def skip_step(optimizer: torch.optim.Optimizer, skip: torch.Tensor) -> None:
+    """Make the next `optimizer.step()` a no-op where the device flag `skip` is true (fused
+    AdamW reads `found_inf`; a GradScaler under 16-mixed sets its own and this is overridden)."""
+    inner = getattr(optimizer, "optimizer", optimizer)  # a LightningOptimizer wraps the real one
+    inner.found_inf = skip.float().reshape(())

@@ -52,15 +52,19 @@ class RSSM(nn.Module):
         logits = self._logits(self.img_out, deter)
         return {"deter": deter, "stoch": OneHotDist(logits).mode(), "logits": logits}
 
-    def img_step(self, state: State, action: torch.Tensor, sample: bool = True) -> State:
-        """Prior step: (state_{t-1}, a_{t-1}) -> prior state_t."""
+    def _deter_step(self, state: State, action: torch.Tensor) -> torch.Tensor:
+        """The layer-norm GRU: (state_{t-1}, a_{t-1}) -> deter h_t (B, D)."""
         x = self.img_in(torch.cat([state["stoch"].flatten(-2).to(action.dtype), action], -1))
         h = state["deter"]
         reset, cand, update = self.gru_norm(self.gru(torch.cat([x, h.to(x.dtype)], -1))).chunk(3, -1)
         reset = torch.sigmoid(reset)
         cand = torch.tanh(reset * cand)
         update = torch.sigmoid(update - 1)
-        deter = (update * cand + (1 - update) * h).float()
+        return (update * cand + (1 - update) * h).float()
+
+    def img_step(self, state: State, action: torch.Tensor, sample: bool = True) -> State:
+        """Prior step: (state_{t-1}, a_{t-1}) -> prior state_t."""
+        deter = self._deter_step(state, action)
         logits = self._logits(self.img_out, deter)
         dist = OneHotDist(logits)
         return {"deter": deter, "stoch": dist.sample() if sample else dist.mode(), "logits": logits}
@@ -68,15 +72,15 @@ class RSSM(nn.Module):
     def obs_step(self, state: State, action: torch.Tensor, embed: torch.Tensor,
                  is_first: torch.Tensor) -> tuple[State, State]:
         """Posterior step; where is_first, the previous state and action are replaced by the
-        initial state and zeros. Returns (posterior, prior); both share the prior's deter."""
-        keep = (~is_first).float().unsqueeze(-1)
-        if is_first.any():  # most steps start no episode: skip building the initial state
-            init = self.initial(action.shape[0])
-            state = {k: torch.where(is_first.reshape(-1, *[1] * (v.ndim - 1)), init[k], v)
-                     for k, v in state.items()}
-        prior = self.img_step(state, action * keep)
-        logits = self._logits(self.obs_out, torch.cat([prior["deter"], embed.float()], -1))
-        post = {"deter": prior["deter"], "stoch": OneHotDist(logits).sample(), "logits": logits}
+        initial state and zeros. Returns (posterior, prior); both share the prior's deter, and
+        the prior holds only deter and logits (its stoch would be a sample nobody reads)."""
+        first = is_first.reshape(-1, 1)
+        init = self.initial(1)  # (1, ...): broadcast where is_first, no branch on device values
+        state = {k: torch.where(first.reshape(-1, *[1] * (v.ndim - 1)), init[k], v) for k, v in state.items()}
+        deter = self._deter_step(state, action * (~first).to(action.dtype))
+        prior = {"deter": deter, "logits": self._logits(self.img_out, deter)}
+        logits = self._logits(self.obs_out, torch.cat([deter, embed.float()], -1))
+        post = {"deter": deter, "stoch": OneHotDist(logits).sample(), "logits": logits}
         return post, prior
 
     def observe(self, embed: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor,
@@ -178,8 +182,8 @@ class WorldModel(nn.Module):
         metrics["model_loss"] = loss.mean()
         return loss.mean(), {k: v.detach() for k, v in post.items()}, metrics
 
-    def after_update(self, metrics: dict[str, torch.Tensor]) -> None:
-        self.kl_scale.update(metrics["kl"])
+    def after_update(self, metrics: dict[str, torch.Tensor], applied: torch.Tensor | bool = True) -> None:
+        self.kl_scale.update(metrics["kl"], applied)
 
     def imagine(self, policy: Callable[[State], torch.Tensor], start: State, horizon: int) -> tuple[State, torch.Tensor]:
         """Roll the prior forward: start leaves (N, ...), returns states (N, H+1, ...) including

@@ -58,9 +58,9 @@ class GoalAutoencoder(nn.Module):
         return loss, {"goal_rec": rec.mean().detach(), "goal_kl": kl.mean().detach(),
                       "goal_kl_scale": self.kl_scale().clone(), "goal_loss": loss.detach()}
 
-    def after_update(self, metrics: dict[str, torch.Tensor]) -> None:
+    def after_update(self, metrics: dict[str, torch.Tensor], applied: torch.Tensor | bool = True) -> None:
         if self.cfg.kl_scale:
-            self.kl_scale.update(metrics["goal_kl"])
+            self.kl_scale.update(metrics["goal_kl"], applied)
 
     @torch.no_grad()
     def exploration_reward(self, deter: torch.Tensor) -> torch.Tensor:

@@ -99,7 +99,7 @@ def test_critic_is_trained_on_symlog_returns():
 
 def test_slow_critic_copied_every_slow_every_updates():
     ac = make_ac(slow_every=3)
-    metrics = {"entropy": torch.tensor(0.5)}
+    metrics = loss_metrics(ac, entropy=0.5)
 
     def bump():
         with torch.no_grad():
@@ -121,6 +121,41 @@ def test_slow_critic_copied_every_slow_every_updates():
     ac.after_update(metrics)  # update 3: copy
     assert synced()
     assert int(ac.updates) == 4
+    for _ in range(2):  # updates 4, 5: no copy
+        bump()
+        ac.after_update(metrics)
+    bump()
+    ac.after_update(metrics, applied=torch.tensor(False))  # skipped: no copy, no count
+    assert not synced() and int(ac.updates) == 6
+    ac.after_update(metrics)  # update 6: copy
+    assert synced()
+
+
+def loss_metrics(ac: ActorCritic, entropy: float) -> dict:
+    """The metrics of one loss call, with the entropy that the coefficient adapts on set."""
+    _, metrics = ac.loss(traj_of(4, 3))
+    return {**metrics, "entropy": torch.tensor(entropy)}
+
+
+def test_skipped_update_commits_no_statistics():
+    ac = make_ac()
+    ac.after_update(loss_metrics(ac, 0.2))
+    before = {k: v.clone() for k, v in ac.state_dict().items()}
+    ac.after_update(loss_metrics(ac, 0.2), applied=torch.tensor(False))
+    for k, v in ac.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    ac.after_update(loss_metrics(ac, 0.2))
+    assert float(ac.entropy_scale()) == pytest.approx(1.1 ** 2)
+    assert int(ac.return_norms["extr"].count) == 2 and int(ac.advantage_norm.count) == 2
+
+
+def test_normalised_score_uses_the_statistics_after_update_commits():
+    ac = make_ac()
+    _, first = ac.loss(traj_of(4, 3))
+    ac.after_update({**first, "entropy": torch.tensor(0.5)})
+    norm = ac.return_norms["extr"]
+    assert float(norm.mean) == pytest.approx(float(first["extr_return"]))
+    assert float(norm.std()) == pytest.approx(float(first["extr_return_std"]))
 
 
 def test_return_normaliser_floors_std_at_0_01():
@@ -154,6 +189,10 @@ def test_actor_loss_with_normalised_advantage_matches_hand_computation():
     std = max(float(ret.std(unbiased=False)), 0.01)
     adv = ret / std  # score = (R - v) / max(std, 0.01), scale 1
     adv_n = (adv - adv.mean()) / adv.std(unbiased=False)
+    # The advantage statistics of this batch (committed to the normaliser by after_update).
+    assert float(metrics["advantage_mean"]) == pytest.approx(float(adv.mean()), rel=1e-5)
+    assert float(metrics["advantage_std"]) == pytest.approx(float(adv.std(unbiased=False)), rel=1e-4)
+    ac.after_update(metrics)
     assert float(ac.advantage_norm.mean) == pytest.approx(float(adv.mean()), rel=1e-5)
     assert float(ac.advantage_norm.std()) == pytest.approx(float(adv.std(unbiased=False)), rel=1e-4)
     # Weights w_t = c_0 * prod_{1 <= j <= t} gamma c_j.
@@ -219,11 +258,11 @@ def test_entropy_bonus_gradient_raises_entropy():
 def test_entropy_scale_adapts_toward_half():
     ac = make_ac()
     assert float(ac.entropy_scale()) == pytest.approx(1.0)
-    ac.after_update({"entropy": torch.tensor(0.2)})  # too deterministic: raise the bonus
+    ac.after_update(loss_metrics(ac, 0.2))  # too deterministic: raise the bonus
     assert float(ac.entropy_scale()) == pytest.approx(1.1)
-    ac.after_update({"entropy": torch.tensor(0.5)})
+    ac.after_update(loss_metrics(ac, 0.5))
     assert float(ac.entropy_scale()) == pytest.approx(1.1)
-    ac.after_update({"entropy": torch.tensor(0.9)})  # too random: lower it
+    ac.after_update(loss_metrics(ac, 0.9))  # too random: lower it
     assert float(ac.entropy_scale()) == pytest.approx(1.0)
 
 

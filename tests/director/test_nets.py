@@ -155,30 +155,44 @@ def test_adaptive_inverted_rule_for_entropy():
 
 
 # ---------------------------------------------------------------------------- Normalizer
+def _update(n: Normalizer, x: torch.Tensor, applied=True) -> None:
+    n.update(x.mean(), (x ** 2).mean(), applied)
+
+
 def test_normalizer_ema_of_mean_and_square():
     n = Normalizer(decay=0.9)
-    n.update(torch.tensor([1.0, 3.0]))  # first update initialises: mean 2, sqr 5
+    _update(n, torch.tensor([1.0, 3.0]))  # first update initialises: mean 2, sqr 5
     assert float(n.mean) == pytest.approx(2.0)
     assert float(n.sqr) == pytest.approx(5.0)
-    n.update(torch.tensor([4.0]))
-    assert float(n.mean) == pytest.approx(0.9 * 2 + 0.1 * 4)
-    assert float(n.sqr) == pytest.approx(0.9 * 5 + 0.1 * 16)
+    x = torch.tensor([4.0])
+    mean, sqr = n.next(x.mean(), (x ** 2).mean())  # what the loss uses, before the commit
+    _update(n, x)
+    assert float(n.mean) == pytest.approx(0.9 * 2 + 0.1 * 4) == float(mean)
+    assert float(n.sqr) == pytest.approx(0.9 * 5 + 0.1 * 16) == float(sqr)
     assert float(n.std()) == pytest.approx(math.sqrt(6.1 - 2.2 ** 2), rel=1e-5)
 
 
-def test_normalizer_ignores_non_finite_batches():
+def test_normalizer_commits_nothing_where_not_applied():
     n = Normalizer(decay=0.9)
-    n.update(torch.tensor([1.0, 3.0]))
-    n.update(torch.tensor([float("nan"), 1.0]))
-    n.update(torch.tensor([float("inf")]))
+    _update(n, torch.tensor([1.0, 3.0]))
+    _update(n, torch.tensor([float("nan"), 1.0]), applied=torch.tensor(False))
+    _update(n, torch.tensor([5.0]), applied=torch.tensor(False))
     assert float(n.mean) == pytest.approx(2.0) and float(n.sqr) == pytest.approx(5.0)
     assert int(n.count) == 1
 
 
 def test_normalizer_std_floor():
     n = Normalizer(decay=0.99, min_std=0.01)
-    n.update(torch.full((10,), 3.0))
+    _update(n, torch.full((10,), 3.0))
     assert float(n.std()) == pytest.approx(0.01)
+
+
+def test_adaptive_commits_nothing_where_not_applied():
+    a = Adaptive(1.0, 3.5, 1e-5, 1.0, increase_above=True)
+    a.update(torch.tensor(1.0), applied=torch.tensor(False))
+    assert float(a()) == 1.0
+    a.update(torch.tensor(1.0))
+    assert float(a()) == pytest.approx(1 / 1.1)
 
 
 # ---------------------------------------------------------------------------- optimiser

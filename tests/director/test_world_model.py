@@ -244,7 +244,8 @@ def test_observe_shapes_and_is_first_mid_sequence():
     is_first[:, 0] = True
     is_first[0, 2] = True
     post, prior = rssm.observe(embed, action, is_first)
-    assert post["deter"].shape == (2, 4, 6) and prior["stoch"].shape == (2, 4, 3, 4)
+    assert post["deter"].shape == (2, 4, 6) and prior["logits"].shape == (2, 4, 3, 4)
+    assert "stoch" not in prior  # the prior's sample would be read by nobody
     # At an is_first step the deter does not depend on the earlier steps' inputs.
     embed2, action2 = embed.clone(), action.clone()
     embed2[:, :2], action2[:, :3] = 5.0, -2.0

@@ -113,3 +113,37 @@ def test_profile_update_debug_on_cpu(tmp_path):
     line = _last_line(_run("profile_update.py", "--preset", "debug", "--rows", "3", cwd=tmp_path))
     assert line.startswith("profile_update: debug on cpu (32), per update: "), line
     assert "CPU self time" in line and "kernel launches" in line
+
+
+def test_bench_update_summary_line_and_peer_preset():
+    bench = _load_script("bench_update")
+    runs = [{"ms": 210.0, "peak_rss_mb": 500.0, "first_s": 0.3},
+            {"ms": 190.0, "peak_rss_mb": 520.0, "first_s": 0.2}]
+    base = bench.aggregate(runs)
+    assert base["ms"] == 200.0 and base["peak_rss_mb"] == 520.0  # median of the per-run medians, largest RSS
+    assert bench.aggregate([{"skipped": "no Agent.compile"}]) == {"skipped": "no Agent.compile"}
+    eager, fast = (bench.aggregate([{"ms": ms, "peak_rss_mb": 400.0, "first_s": 9.0}]) for ms in (150.0, 80.0))
+    results = {"default": {"baseline": base, "eager": eager, "fast": fast},
+               "peer": {"baseline": {"ms": 12_345.0}, "eager": {"ms": 9_000.0}, "fast": {}}}
+    assert bench.summary_line(results) == ("bench_update: default eager 200 ms -> fast 80 ms (2.50x); "
+                                           "peer-size eager 12.35 s -> fast n/a (n/a)")
+    results["default"]["eager"]["flops"] = 15e9  # 100 GFLOP/s at 150 ms
+    rows = bench.table({"default": results["default"]}, {"fp32": 200.0, "bf16": 400.0})
+    assert "| default | eager | 150.0 ms | 1.33x | 100.0 | 50.0% |" in rows[3]
+    assert rows[4] == "| default | fast | 80.0 ms | 2.50x | 187.5 | 46.9% | 400 | 9.0 |"  # % of the bf16 peak
+    assert bench.table({"peer": {"fast": {"skipped": "no Agent.compile"}}}, {})[-1] == \
+        "| peer | fast | no Agent.compile | | | | | |"
+    assert bench.summary_line({}) == ("bench_update: default eager n/a -> fast n/a (n/a); "
+                                      "peer-size eager n/a -> fast n/a (n/a)")
+
+    from director import config
+    cfg = config.load("peer")
+    rssm = cfg.model.rssm
+    assert (rssm.deter, rssm.stoch, rssm.classes, rssm.hidden) == (512, 32, 32, 512)
+    assert (cfg.model.cnn_depth, cfg.replay.batch, cfg.replay.length, cfg.env.size) == (32, 16, 64, 64)
+    assert (cfg.manager.goal_every, cfg.imag_horizon) == (8, 16)
+    # Every value pinned in the file itself (no `base:`), so schema defaults cannot move it;
+    # the keys the fast path adds (train.compile*) stay out so the baseline commit loads it too.
+    from omegaconf import OmegaConf
+    pinned = set(bench._flatten(OmegaConf.to_container(OmegaConf.load(EXPERIMENTS / "presets" / "peer.yaml"))))
+    assert {k for k in config.valid_keys() if not k.startswith("train.compile")} <= pinned
