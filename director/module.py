@@ -166,8 +166,15 @@ class DirectorModule(L.LightningModule):
         self.skipped_updates = self.skipped_updates + skipped
         self._log_metrics(metrics)
 
-    def _clip(self, optimizer, module, max_norm: float) -> None:
-        self.clip_gradients(optimizer, gradient_clip_val=max_norm, gradient_clip_algorithm="norm")
+    def _clip(self, optimizer, module: torch.nn.Module, max_norm: float) -> torch.Tensor:
+        """Global-norm clip as Lightning's `clip_gradients` does it (on the precision plugin's
+        main parameters), which refuses fused optimizers under mixed precision only because
+        the grad scaler would unscale after clipping: here a 16-mixed scaler unscales first."""
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        params = self.trainer.precision_plugin.main_params(optimizer)
+        return torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
 
     def _log_metrics(self, metrics: dict[str, torch.Tensor]) -> None:
         stream = self.stream
