@@ -23,7 +23,7 @@ from typing import Any, Iterator
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.utilities import move_data_to_device, rank_zero_warn
+from lightning.pytorch.utilities import move_data_to_device, rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
 import worlds
@@ -138,6 +138,8 @@ class DirectorModule(L.LightningModule):
             if missing:
                 rank_zero_warn(f"train.compile=true: {missing}; training runs eager (uncompiled).")
             else:
+                rank_zero_info("train.compile=true: the first update compiles the loss and its backward "
+                               "(minutes on 2 CPU cores; torch's on-disk cache makes later runs quick).")
                 self.agent.compile(self.cfg.train.compile_mode)
 
     def on_train_start(self) -> None:

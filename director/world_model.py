@@ -6,8 +6,6 @@ its feature is concat(deter, flatten(stoch)) of size D + S*C.
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -184,19 +182,6 @@ class WorldModel(nn.Module):
 
     def after_update(self, metrics: dict[str, torch.Tensor], applied: torch.Tensor | bool = True) -> None:
         self.kl_scale.update(metrics["kl"], applied)
-
-    def imagine(self, policy: Callable[[State], torch.Tensor], start: State, horizon: int) -> tuple[State, torch.Tensor]:
-        """Roll the prior forward: start leaves (N, ...), returns states (N, H+1, ...) including
-        the start and actions (N, H+1, A) where action t is taken in state t (last is unused)."""
-        states, actions, state = [start], [], start
-        for _ in range(horizon):
-            action = policy(state)
-            actions.append(action)
-            state = self.rssm.img_step(state, action)
-            states.append(state)
-        actions.append(torch.zeros_like(actions[-1]))
-        stack = lambda xs: {k: torch.stack([x[k] for x in xs], 1) for k in xs[0]}  # noqa: E731
-        return stack(states), torch.stack(actions, 1)
 
     @torch.no_grad()
     def open_loop(self, data: dict[str, torch.Tensor], context: int = 5) -> torch.Tensor:

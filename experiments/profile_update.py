@@ -2,12 +2,15 @@
 
     python experiments/profile_update.py --preset paper --device cuda --precision bf16
     python experiments/profile_update.py --preset default            # CPU
+    python experiments/profile_update.py --preset paper --device cuda --precision bf16 --compile reduce-overhead
 
 Builds the preset's agent for pinpad-three-sized inputs (random uint8 images, 5 actions, the
 same batch as experiments/bench_world_model.py), runs 3 warm-up updates, profiles 2, prints the
 top operators by self CPU time and one summary line per update: device kernel time, CPU self
 time, kernel launches and device synchronisations. A GPU update whose CPU time far exceeds its
-kernel time is bound by Python and launches, not by arithmetic.
+kernel time is bound by Python and launches, not by arithmetic. `--compile MODE` profiles the
+compiled update (`Agent.compile(MODE)`, as train.compile=true train.compile_mode=MODE); the
+profiled updates do not log, so their sync count is what a non-logging training update costs.
 """
 from __future__ import annotations
 
@@ -28,6 +31,8 @@ def main() -> int:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--precision", default="32", choices=("32", "bf16"))
     parser.add_argument("--rows", type=int, default=15, help="operators shown in the table")
+    parser.add_argument("--compile", default=None, metavar="MODE",
+                        help="profile the compiled update (torch.compile mode, e.g. default or reduce-overhead)")
     args = parser.parse_args()
 
     import torch
@@ -44,13 +49,15 @@ def main() -> int:
     size = cfg.env.size
     agent = Agent(cfg, (size, size, 3), ("discrete", ACTIONS)).to(args.device)
     optimizers = agent.make_optimizers()
+    if args.compile:
+        agent.compile(args.compile)
     batch = _batch(cfg, torch.Generator().manual_seed(0), args.device)
 
     def update() -> None:
         autocast = (torch.autocast(device_type=args.device, dtype=torch.bfloat16) if args.precision == "bf16"
                     else contextlib.nullcontext())
         with autocast:
-            agent.train_step(batch, optimizers)
+            agent.update(batch, optimizers)  # device metrics: no conversion, as on non-logging steps
 
     for _ in range(3):
         update()
@@ -68,7 +75,8 @@ def main() -> int:
     cpu_ms = sum(e.self_cpu_time_total for e in events) / PROFILED / 1e3
     launches = sum(e.count for e in events if "LaunchKernel" in e.key) / PROFILED
     syncs = sum(e.count for e in events if "Synchronize" in e.key) / PROFILED
-    print(f"profile_update: {args.preset} on {args.device} ({args.precision}), per update: "
+    mode = f", compiled ({args.compile})" if args.compile else ", eager"
+    print(f"profile_update: {args.preset} on {args.device} ({args.precision}{mode}), per update: "
           f"device kernel time {kernel_ms:.0f} ms, CPU self time {cpu_ms:.0f} ms, "
           f"{launches:.0f} kernel launches, {syncs:.0f} device syncs")
     return 0

@@ -3,6 +3,7 @@ the worker's blindness to the task reward, the goal phase of acting, the joint i
 train_step for every assembly and action kind, and skipping non-finite batches (ALGORITHM.md §5, §7)."""
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 
@@ -321,14 +322,23 @@ def test_nan_batch_is_skipped_without_changing_parameters(field):
     opts = agent.make_optimizers()
     batch = make_batch(agent)
     agent.train_step(batch, opts)  # optimiser state exists
-    params = {k: v.detach().clone() for k, v in agent.named_parameters()}
+    state = {k: v.detach().clone() for k, v in agent.state_dict().items()}  # parameters and buffers
+    moments = [copy.deepcopy(opt.state_dict()) for opt in opts]
     bad = dict(batch)
     bad[field] = batch[field].clone()
     bad[field][0, 2] = float("nan")
     metrics = agent.train_step(bad, opts)
     assert metrics["skipped"] == 1.0
-    for k, v in agent.named_parameters():
-        assert torch.equal(v, params[k]), k
+    # Bit-identical: parameters, slow critics, normalisers, adaptive scales, counters, and every
+    # AdamW moment and step count (AdamW would decay weights even with zero gradients).
+    for k, v in agent.state_dict().items():
+        assert torch.equal(v, state[k]), k
+    for opt, before in zip(opts, moments):
+        after = opt.state_dict()["state"]
+        assert after.keys() == before["state"].keys()
+        for i, entry in after.items():
+            for key, value in entry.items():
+                assert torch.equal(value, before["state"][i][key]), (i, key)
     assert int(agent.updates) == 1
     # Nothing non-finite was stored (normalisers, adaptive scales): the next update is fine.
     for k, v in agent.named_buffers():

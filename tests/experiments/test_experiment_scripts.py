@@ -111,7 +111,7 @@ def test_pinpad_visits_maps_the_managers_goals(tmp_path):
 
 def test_profile_update_debug_on_cpu(tmp_path):
     line = _last_line(_run("profile_update.py", "--preset", "debug", "--rows", "3", cwd=tmp_path))
-    assert line.startswith("profile_update: debug on cpu (32), per update: "), line
+    assert line.startswith("profile_update: debug on cpu (32, eager), per update: "), line
     assert "CPU self time" in line and "kernel launches" in line
 
 
