@@ -397,12 +397,14 @@ def test_continuous_worker_task_reward_ablation_is_differentiable_through_dynami
 
 # ---------------------------------------------------------------------------- compile
 @pytest.mark.skipif(compile_unavailable(torch.device("cpu")) is not None, reason="no C++ compiler")
-def test_compiled_update_agrees_with_eager():
+@pytest.mark.parametrize("action", [("discrete", 5), ("continuous", 2)])
+def test_compiled_update_agrees_with_eager(action):
     """train.compile: the loss compiles as one graph (fullgraph=True raises on any graph
-    break) and, with inductor's RNG replaced by eager's, one update matches eager."""
+    break; the continuous worker's frozen world model included) and, with inductor's RNG
+    replaced by eager's, one update matches eager."""
     import torch._inductor.config as inductor
 
-    eager, compiled = make_agent(seed=0), make_agent(seed=0)
+    eager, compiled = make_agent(action=action, seed=0), make_agent(action=action, seed=0)
     compiled.compile()
     batch = make_batch(eager)
     with inductor.patch(fallback_random=True):
