@@ -129,7 +129,9 @@ class DirectorModule(L.LightningModule):
             self.stream.replay.load()  # re-opened run directory without a checkpoint
         # A private generator: creating the loader's iterator must not draw from the global
         # RNG, or a resumed run would sample differently from an uninterrupted one.
-        return DataLoader(self.stream, batch_size=None, num_workers=0, generator=torch.Generator())
+        # Pinned batches on CUDA: the copy in training_step is then asynchronous, not a host sync.
+        return DataLoader(self.stream, batch_size=None, num_workers=0, generator=torch.Generator(),
+                          pin_memory=self.device.type == "cuda")
 
     # ------------------------------------------------------------------ learning
     def on_fit_start(self) -> None:
