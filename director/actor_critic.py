@@ -144,8 +144,9 @@ class ActorCritic(nn.Module):
             pred = self.critics[name](sg_feat[:, :-1]).squeeze(-1).float()
             critic_loss = critic_loss + (weight[:, :-1] * (pred - symlog(ret.detach())) ** 2).mean()
             # Return statistics of this batch; `after_update` commits them to the normaliser.
+            norm = self.return_norms[name]
             ret_mean, ret_sqr = ret.detach().mean(), (ret.detach() ** 2).mean()
-            std = self.return_norms[name].std(*self.return_norms[name].next(ret_mean, ret_sqr))
+            std = norm.std(*norm.next(ret_mean, ret_sqr))
             # The baseline never carries gradients; for backprop actors the return does.
             score = (ret - slow_value[:, :-1].detach()) / std
             advantage = advantage + scale * score

@@ -282,16 +282,16 @@ class Agent(nn.Module):
 
     def update(self, batch: dict[str, torch.Tensor], optimizers: list[torch.optim.Optimizer],
                backward: Callable[[torch.Tensor], None] | None = None,
-               clip: Callable[[torch.optim.Optimizer, nn.Module, float], torch.Tensor | None] | None = None,
+               clip: Callable[[torch.optim.Optimizer, nn.Module, float], torch.Tensor] | None = None,
                ) -> dict[str, torch.Tensor]:
         """The one update step: loss, backward, per-network gradient clip and optimiser step,
         then `after_update`. Returns device metrics with `loss` and `applied` (0 where the loss
         was not finite: then parameters, AdamW moments and steps, normalisers, adaptive scales
         and counters stay bit-identical). No host sync.
 
-        `backward(loss)` and `clip(optimizer, module, max_norm) -> norm or None` default to
-        plain PyTorch; `DirectorModule` passes Lightning's `manual_backward` and
-        `clip_gradients`, so precision plugins and DDP apply."""
+        `backward(loss)` and `clip(optimizer, module, max_norm) -> norm` default to plain
+        PyTorch; `DirectorModule` passes Lightning's `manual_backward` and a clip through its
+        precision plugin, so precision plugins and DDP apply."""
         loss, metrics = (self._loss or self.loss)(batch)
         applied = torch.isfinite(loss)
         for opt in optimizers:
@@ -299,9 +299,7 @@ class Agent(nn.Module):
         if loss.requires_grad:
             (backward or torch.Tensor.backward)(loss)
         for (name, module, ocfg), opt in zip(self.optim_groups(), optimizers):
-            norm = (clip or _clip)(opt, module, ocfg.clip)
-            if norm is not None:
-                metrics[f"grad_norm/{name}"] = norm
+            metrics[f"grad_norm/{name}"] = (clip or _clip)(opt, module, ocfg.clip)
             skip_step(opt, ~applied)
             opt.step()
         self.after_update(metrics, applied)

@@ -149,11 +149,10 @@ class OneHotDist:
         probs = self.probs.detach()
         uniform = torch.rand_like(probs[..., :1])
         index = (probs.cumsum(-1) < uniform).sum(-1, keepdim=True).clamp(max=probs.shape[-1] - 1)
-        onehot = (index == torch.arange(probs.shape[-1], device=probs.device)).to(probs.dtype)
-        return onehot + self.probs - probs
+        return _one_hot(index, probs) + self.probs - probs
 
     def mode(self) -> torch.Tensor:
-        onehot = _one_hot(self.logits.detach())
+        onehot = _one_hot(self.logits.detach().argmax(-1, keepdim=True), self.probs)
         return onehot + self.probs - self.probs.detach()
 
     def log_prob(self, onehot: torch.Tensor) -> torch.Tensor:
@@ -164,11 +163,10 @@ class OneHotDist:
         return -(self.probs * self.logits).sum(-1)
 
 
-def _one_hot(scores: torch.Tensor) -> torch.Tensor:
-    """One-hot of the argmax over the last axis, (..., C) -> (..., C) float. A comparison with
-    the class indices, not F.one_hot: no range check, which compiles into a host assert."""
-    index = scores.argmax(-1, keepdim=True)
-    return (index == torch.arange(scores.shape[-1], device=scores.device)).to(scores.dtype)
+def _one_hot(index: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """index (..., 1) -> one-hot shaped and typed like `like` (..., C). A comparison with the
+    class indices, not F.one_hot: no range check, which compiles into a host assert."""
+    return (index == torch.arange(like.shape[-1], device=like.device)).to(like.dtype)
 
 
 def categorical_kl(lhs_logits: torch.Tensor, rhs_logits: torch.Tensor) -> torch.Tensor:

@@ -68,12 +68,13 @@ class RSSM(nn.Module):
         return {"deter": deter, "stoch": dist.sample() if sample else dist.mode(), "logits": logits}
 
     def obs_step(self, state: State, action: torch.Tensor, embed: torch.Tensor,
-                 is_first: torch.Tensor) -> tuple[State, State]:
+                 is_first: torch.Tensor, init: State | None = None) -> tuple[State, State]:
         """Posterior step; where is_first, the previous state and action are replaced by the
-        initial state and zeros. Returns (posterior, prior); both share the prior's deter, and
-        the prior holds only deter and logits (its stoch would be a sample nobody reads)."""
+        initial state (`init`, leaves (1, ...); built here when None) and zeros. Returns
+        (posterior, prior); both share the prior's deter, and the prior holds only deter and
+        logits (its stoch would be a sample nobody reads)."""
         first = is_first.reshape(-1, 1)
-        init = self.initial(1)  # (1, ...): broadcast where is_first, no branch on device values
+        init = init if init is not None else self.initial(1)  # broadcast: no branch on device values
         state = {k: torch.where(first.reshape(-1, *[1] * (v.ndim - 1)), init[k], v) for k, v in state.items()}
         deter = self._deter_step(state, action * (~first).to(action.dtype))
         prior = {"deter": deter, "logits": self._logits(self.img_out, deter)}
@@ -86,9 +87,10 @@ class RSSM(nn.Module):
         """Filter a sequence: embed (B, T, E), action (B, T, A) = the action that led to each
         observation, is_first (B, T) -> posterior and prior states with (B, T, ...) leaves."""
         state = state or self.initial(embed.shape[0])
+        init = self.initial(1)
         posts, priors = [], []
         for t in range(embed.shape[1]):
-            state, prior = self.obs_step(state, action[:, t], embed[:, t], is_first[:, t])
+            state, prior = self.obs_step(state, action[:, t], embed[:, t], is_first[:, t], init)
             posts.append(state)
             priors.append(prior)
         stack = lambda xs: {k: torch.stack([x[k] for x in xs], 1) for k in xs[0]}  # noqa: E731

@@ -63,24 +63,6 @@ SECONDS_PRESETS = ("peer",)  # presets whose updates are reported in seconds
 # ---------------------------------------------------------------------------------------------
 # Child: one code path on one preset.
 
-def _batch(cfg, generator) -> dict:
-    """The seeded random batch of experiments/bench_world_model.py (copied: the child must not
-    import this checkout's experiments when it runs the baseline's code)."""
-    import torch
-    b, t, s = cfg.replay.batch, cfg.replay.length, cfg.env.size
-    is_first = torch.zeros(b, t, dtype=torch.bool)
-    is_first[:, 0] = True
-    return {
-        "image": torch.randint(0, 256, (b, t, s, s, 3), dtype=torch.uint8, generator=generator),
-        "action": torch.nn.functional.one_hot(torch.randint(0, ACTIONS, (b, t), generator=generator),
-                                              ACTIONS).float(),
-        "reward": torch.randn(b, t, generator=generator),
-        "is_first": is_first,
-        "is_last": torch.zeros(b, t, dtype=torch.bool),
-        "is_terminal": torch.zeros(b, t, dtype=torch.bool),
-    }
-
-
 def _flatten(data: dict, prefix: str = "") -> dict:
     out = {}
     for key, value in data.items():
@@ -134,6 +116,7 @@ def run_child(code: str, yaml_path: str, source: str, updates: int, warmup: int,
         out["skipped"] = "Agent.compile does not exist in this checkout yet"  # nn.Module.compile is not it
         return out
     torch.manual_seed(0)
+    from bench_world_model import _batch  # this checkout's helper (imports no director code)
     batch = _batch(cfg, torch.Generator().manual_seed(0))
     size = cfg.env.size
     agent = Agent(cfg, (size, size, 3), ("discrete", ACTIONS))
