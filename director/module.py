@@ -24,6 +24,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.utilities import move_data_to_device, rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader
 
 import worlds
@@ -299,5 +300,7 @@ class RunCheckpoint(L.Callback):
         self.save(trainer, module)
 
     def on_exception(self, trainer: L.Trainer, module: DirectorModule, exception: BaseException) -> None:
-        if isinstance(exception, KeyboardInterrupt) and trainer.world_size == 1:
+        # Lightning stops on SIGTERM with SIGTERMException at the end of the batch; a signal that
+        # arrives after on_train_batch_end checked for it is saved here.
+        if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) and trainer.world_size == 1:
             self.save(trainer, module)
