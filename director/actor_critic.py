@@ -13,6 +13,8 @@ A trajectory is a dict:
     rewards  {name: (N, T)}  reward r_{t+1} of each transition s_t -> s_{t+1}
     cont     (N, T+1)     probability that the episode continues at s_t
     weight0  (N,)         optional weight of s_0 (defaults to cont_0)
+    replay   (N,)         optional: 1 where s_0 is a replay state, 0 where it was imagined
+                          (worker segments after the first); defaults to all ones
 """
 from __future__ import annotations
 
@@ -168,9 +170,15 @@ class ActorCritic(nn.Module):
         else:
             objective = advantage
         actor_loss = -(weight[:, :-1] * (objective + self.entropy_scale() * entropy)).mean()
-        adapt_on = entropy if cfg.entropy_states == "all" else entropy[:, 0]
+        if cfg.entropy_states == "all":
+            adapt_on = entropy.mean()
+        elif "replay" in traj:  # the entropy at replay states only, where the agent acts
+            replay = traj["replay"].float()
+            adapt_on = (entropy[:, 0] * replay).sum() / replay.sum()
+        else:
+            adapt_on = entropy[:, 0].mean()
         metrics.update(critic_loss=critic_loss.detach(), actor_loss=actor_loss.detach(),
-                       entropy=adapt_on.mean().detach(), entropy_all=entropy.mean().detach(), entropy_scale=self.entropy_scale().clone())
+                       entropy=adapt_on.detach(), entropy_all=entropy.mean().detach(), entropy_scale=self.entropy_scale().clone())
         return critic_loss + actor_loss, metrics
 
     @torch.no_grad()

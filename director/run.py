@@ -49,7 +49,7 @@ def _loggers(run_dir: Path) -> list:
 class EpisodeWriter(L.Callback):
     """Appends each finished training episode to RUN_DIR/episodes.csv (rank 0)."""
 
-    FIELDS = ["env_steps", "return", "length", "success", "restarted", "worker"]
+    FIELDS = ["env_steps", "return", "length", "success", "restarted", "worker", "cells", "coverage"]
 
     def __init__(self, path: Path):
         self.path = path
