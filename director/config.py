@@ -135,6 +135,8 @@ class TrainConfig:
     log_every: int = 1000  # env steps between metric rows
     checkpoint_every: int = 10_000  # env steps between checkpoints
     record_every: int = 0  # env steps between recorded goal strips; 0 = off
+    eval_every: int = 0  # env steps between evaluations (mode action) into RUN_DIR/evals.csv; 0 = off
+    eval_episodes: int = 20  # episodes per evaluation, on the same env seeds every time
     accelerator: str = "auto"  # cpu | cuda | gpu | auto (Lightning)
     devices: int = 1  # processes/GPUs; > 1 runs DDP
     # 32-true | bf16-mixed (CPU and CUDA: matmuls and convolutions in bfloat16) | 16-mixed (CUDA)
@@ -184,7 +186,7 @@ _POSITIVE_INT = (
     "model.cnn_depth", "model.mlp_layers", "model.mlp_units", "goal.code_vars", "goal.code_classes",
     "goal.mlp_layers", "goal.mlp_units", "manager.goal_every", "replay.capacity", "replay.batch",
     "replay.length", "replay.train_every", "train.steps", "train.log_every", "train.checkpoint_every",
-    "train.devices", "train.max_bad_updates",
+    "train.devices", "train.max_bad_updates", "train.eval_episodes",
 )
 _UNIT_INTERVAL = ("model.kl_balance", "worker.replay_goals")
 
@@ -237,7 +239,7 @@ def validate(cfg: Config) -> None:
         if key.endswith(("discount", "lambda_", "_decay")) and not 0.0 <= value <= 1.0:
             raise ConfigError(f"Configuration value {key}={value} must lie in [0, 1].")
         if key.endswith(("weight_decay", "kl_scale", "entropy_scale", "prefill", "horizon",
-                         "record_every", "threads", "unimix")) and value < 0:
+                         "record_every", "eval_every", "threads", "unimix")) and value < 0:
             raise ConfigError(f"Configuration value {key}={value} must be >= 0.")
     if cfg.env.size not in (16, 32, 64):
         raise ConfigError(f"Configuration value env.size={cfg.env.size} is not supported; "
