@@ -91,9 +91,11 @@ class ActorCritic(nn.Module):
 
     `action`: ("discrete", vars, classes) or ("continuous", size). `scales` maps each critic
     name to the weight of its score in the advantage; critics with weight 0 are not built.
+    `min_stds` overrides `cfg.return_min_std`, the floor of a critic's return std, by name.
     """
 
-    def __init__(self, feat_size: int, action: tuple, scales: dict[str, float], cfg: ActorCriticConfig):
+    def __init__(self, feat_size: int, action: tuple, scales: dict[str, float], cfg: ActorCriticConfig,
+                 min_stds: dict[str, float] | None = None):
         super().__init__()
         self.cfg = cfg
         self.discrete = action[0] == "discrete"
@@ -106,7 +108,8 @@ class ActorCritic(nn.Module):
         self.critics = nn.ModuleDict({k: MLP(feat_size, 1, cfg.mlp_layers, cfg.mlp_units, out_scale=0.0)
                                       for k in self.scales})
         self.slow_critics = copy.deepcopy(self.critics).requires_grad_(False)
-        self.return_norms = nn.ModuleDict({k: Normalizer(cfg.return_decay, cfg.return_min_std)
+        min_stds = min_stds or {}
+        self.return_norms = nn.ModuleDict({k: Normalizer(cfg.return_decay, min_stds.get(k, cfg.return_min_std))
                                            for k in self.scales})
         self.advantage_norm = Normalizer(cfg.advantage_decay, 1e-8)
         self.entropy_scale = Adaptive(cfg.entropy_scale, cfg.entropy_target, 1e-5, 100.0,

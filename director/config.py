@@ -103,6 +103,11 @@ class ManagerConfig:
     goal_every: int = 16  # K: the manager picks a new goal every K steps
     extr: float = 1.0  # weight of the task-reward critic's score (0: pure exploration)
     expl: float = 0.1  # weight of the exploration-bonus critic's score (0: no bonus)
+    # Floor of the exploration critic's return std (ac.return_min_std floors the task-reward
+    # critic's). The bonus, a mean squared error of deter vectors, has no natural scale, so it
+    # is always normalised to unit scale; a task reward has one, and a floor of 1 (DreamerV3)
+    # keeps returns below it (reward-head noise before any reward is seen) from being scaled up.
+    expl_min_std: float = 0.01
     ac: ActorCriticConfig = field(default_factory=ActorCriticConfig)
 
 
@@ -234,7 +239,7 @@ def validate(cfg: Config) -> None:
         if not 0.0 <= flat[key] <= 1.0:
             raise ConfigError(f"Configuration value {key}={flat[key]} must lie in [0, 1].")
     for key, value in flat.items():
-        if key.endswith((".lr", ".eps", ".clip")) and value <= 0:
+        if key.endswith((".lr", ".eps", ".clip", "min_std")) and value <= 0:
             raise ConfigError(f"Configuration value {key}={value} must be > 0.")
         if key.endswith(("discount", "lambda_", "_decay")) and not 0.0 <= value <= 1.0:
             raise ConfigError(f"Configuration value {key}={value} must lie in [0, 1].")
