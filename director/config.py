@@ -40,6 +40,14 @@ class EnvConfig:
     size: int = 64  # image height = width; 16, 32 or 64
     num_envs: int = 4  # environments stepped in parallel per process (rank)
     asynchronous: bool = False  # subprocess envs (spawn) instead of in-process stepping
+    # Options of `worlds.make` for this world: time_limit, action_repeat, restart_on_error and
+    # the world's own (e.g. env_kwargs, actions); `director worlds list` names the worlds, and a
+    # world refuses an option it does not take. Set one with env.options.time_limit=100.
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def world_options(self) -> dict[str, Any]:
+        """Keyword arguments of `worlds.make` / `worlds.make_vector`: size plus env.options."""
+        return {"size": self.size, **self.options}
 
 
 @dataclass
@@ -187,13 +195,18 @@ _POSITIVE_INT = (
     "train.devices", "train.max_bad_updates",
 )
 _UNIT_INTERVAL = ("model.kl_balance", "worker.replay_goals")
+# Open mappings: their entries are free-form keys (`env.options.time_limit=100`), checked by
+# whoever consumes them (the world, for env.options), not by the schema.
+_MAPPINGS = ("env.options",)
+# env.options that other keys set: the image size, the seed, and the action format the agent uses.
+_OWNED_OPTIONS = {"size": "env.size", "seed": "train.seed", "one_hot": "none (the agent sets it)"}
 
 
 def _flat(cfg: Any, prefix: str = "") -> dict[str, Any]:
     out = {}
     for key, value in cfg.items():
         path = f"{prefix}{key}"
-        if isinstance(value, (dict, DictConfig)):
+        if isinstance(value, (dict, DictConfig)) and path not in _MAPPINGS:
             out.update(_flat(value, path + "."))
         else:
             out[path] = value
@@ -239,6 +252,10 @@ def validate(cfg: Config) -> None:
         if key.endswith(("weight_decay", "kl_scale", "entropy_scale", "prefill", "horizon",
                          "record_every", "threads", "unimix")) and value < 0:
             raise ConfigError(f"Configuration value {key}={value} must be >= 0.")
+    for option in cfg.env.options:
+        if option in _OWNED_OPTIONS:
+            raise ConfigError(f"env.options.{option} is not allowed: set it with "
+                              f"{_OWNED_OPTIONS[option]} instead.")
     if cfg.env.size not in (16, 32, 64):
         raise ConfigError(f"Configuration value env.size={cfg.env.size} is not supported; "
                           "the image encoder and decoder are built for 16, 32 or 64 pixels.")
@@ -261,7 +278,7 @@ def _parse_overrides(overrides: Iterable[str]) -> DictConfig:
         if "=" not in item:
             raise ConfigError(f"Override {item!r} is not of the form key=value (e.g. env.world=maze-s).")
         key = item.split("=", 1)[0].strip()
-        if key not in keys:
+        if key not in keys and not key.startswith(tuple(m + "." for m in _MAPPINGS)):
             raise ConfigError(f"Unknown configuration key {key!r}; did you mean {_nearest(key)!r}? "
                               "`director config` lists every key.")
         dotlist.append(item)

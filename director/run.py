@@ -23,7 +23,7 @@ import torch
 
 import worlds
 from director import config as config_lib
-from director.config import Config
+from director.config import Config, EnvConfig
 from director.errors import CheckpointError, ConfigError
 from director.module import DirectorModule, RunCheckpoint
 
@@ -127,6 +127,17 @@ def make_trainer(cfg: Config, run_dir: Path, callbacks: list, progress: bool = T
         enable_checkpointing=False, num_sanity_val_steps=0, deterministic=False)
 
 
+def check_world(cfg: Config) -> None:
+    """Make the configured world once, so that a bad world or env.options fails before a run starts."""
+    try:
+        worlds.make(cfg.env.world, **cfg.env.world_options()).close()
+    except worlds.WorldError as e:
+        if not cfg.env.options:
+            raise
+        raise ConfigError(f"{e} (env.options={cfg.env.options}: set an option with "
+                          "env.options.NAME=VALUE, or remove it.)") from None
+
+
 def train(cfg: Config | None = None, resume: str | Path | None = None, progress: bool = True,
           overrides: list[str] | tuple[str, ...] = ()) -> Path:
     """Train a new run (cfg) or continue one (resume=RUN_DIR, with optional `train.*`
@@ -150,7 +161,7 @@ def train(cfg: Config | None = None, resume: str | Path | None = None, progress:
         if shared is None and (run_dir / "checkpoints" / "last.ckpt").exists():
             raise ConfigError(f"The run directory {run_dir} already holds a run. Continue it with "
                               f"`director train --resume {run_dir}`, or choose another train.run_dir.")
-    worlds.make(cfg.env.world, size=cfg.env.size).close()  # fail early on a bad world
+    check_world(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     config_lib.save(cfg, run_dir / "config.yaml")
     if cfg.train.threads:
@@ -193,12 +204,13 @@ def load_module(target: str | Path, world: str | None = None) -> tuple[DirectorM
     return module, info
 
 
-def run_episodes(world: str, size: int, num_envs: int, policy, episodes: int, seed: int,
+def run_episodes(env: EnvConfig, policy, episodes: int, seed: int,
                  max_steps: int | None = None) -> list[dict]:
-    """Step `num_envs` envs of `world` with `policy(obs) -> actions (N, A)` until `episodes`
-    episodes finished (or `max_steps` vector steps); returns their Collector stats."""
+    """Step min(env.num_envs, episodes) envs of the configured world with `policy(obs) ->
+    actions (N, A)` until `episodes` episodes finished (or `max_steps` vector steps); returns
+    their Collector stats."""
     from director.collect import Collector
-    envs = worlds.make_vector(world, num_envs, size=size, seed=seed)
+    envs = worlds.make_vector(env.world, min(env.num_envs, episodes), seed=seed, **env.world_options())
     collector = Collector(envs, None)
     collector.reset(seed=seed)
     done, steps = [], 0
@@ -233,5 +245,13 @@ def evaluate(module: DirectorModule, episodes: int = 10, seed: int = 12345, mode
     device = module.device
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        return summarize(run_episodes(cfg.env.world, cfg.env.size, min(cfg.env.num_envs, episodes), policy,
-                                      episodes, seed, max_steps))
+        return summarize(run_episodes(cfg.env, policy, episodes, seed, max_steps))
+
+
+def evaluate_random(env: EnvConfig, episodes: int = 10, seed: int = 12345) -> dict[str, float]:
+    """`evaluate` for a uniform random policy on the same world, options and env seeds."""
+    from director.collect import RandomPolicy
+    probe = worlds.make(env.world, **env.world_options())
+    policy = RandomPolicy(probe.action_space, seed)
+    probe.close()
+    return summarize(run_episodes(env, policy, episodes, seed))

@@ -45,16 +45,6 @@ def train(agent: str, args: argparse.Namespace, out: Path) -> subprocess.Popen:
                             env={**os.environ, "PYGLET_HEADLESS": "1"})
 
 
-def random_policy(world: str, size: int, episodes: int, seed: int) -> dict[str, float]:
-    import worlds
-    from director.collect import RandomPolicy
-    from director.run import run_episodes, summarize
-    env = worlds.make(world, size=size)
-    policy = RandomPolicy(env.action_space, seed)
-    env.close()
-    return summarize(run_episodes(world, size, 4, policy, episodes, seed))
-
-
 def curve(run: Path, window: int = 20) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rows = list(csv.DictReader(open(run / "episodes.csv"))) if (run / "episodes.csv").exists() else []
     steps = np.array([float(r["env_steps"]) for r in rows])
@@ -101,11 +91,11 @@ def main() -> int:
                         return 1
 
     import torch
-    from director.run import evaluate, load_module
+    from director.run import evaluate, evaluate_random, load_module
     torch.set_num_threads(2)
     from director import config
-    size = config.load(args.preset, [f"env.world={args.world}"] + args.overrides).env.size
-    results: dict[str, dict] = {"random": random_policy(args.world, size, args.episodes, args.seed + 99)}
+    env = config.load(args.preset, [f"env.world={args.world}"] + args.overrides).env
+    results: dict[str, dict] = {"random": evaluate_random(env, args.episodes, args.seed + 99)}
     for agent in agents:
         module, info = load_module(out / agent)
         results[agent] = {

@@ -282,7 +282,7 @@ def record_strip(module: Any, path: str | Path, steps: int = 64, seed: int = 0) 
     cfg = module.cfg
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    env = worlds.make(cfg.env.world, size=cfg.env.size, seed=seed)
+    env = worlds.make(cfg.env.world, seed=seed, **cfg.env.world_options())
     try:
         with private_rng(seed, getattr(module, "device", None)):
             record = run_episode(module, env, max_steps=max(1, int(steps)), mode="eval")
