@@ -93,13 +93,30 @@ def _cmd_goals(args: argparse.Namespace) -> int:
     return goals_command(args)
 
 
+def _train_epilog() -> str:
+    """The presets with the start of their YAML comment, and where the keys are listed."""
+    import re
+    from director.config import PRESET_DIR, presets
+    lines = ["presets:"]
+    for name in presets():
+        head = (PRESET_DIR / f"{name}.yaml").read_text().split("\n\n")[0]
+        comment = " ".join(re.findall(r"^# ?(.*)$", head, flags=re.M))
+        lines.append(f"  {name:8s} {textwrap.shorten(comment, 88, placeholder=' ...')}")
+    lines += ["", "keys: `director config --keys` lists every configuration key, "
+              "`director config PRESET` prints a preset's values.",
+              "example: director train default env.world=maze-m train.steps=100000"]
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="director", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train a new run or resume one")
+    p = sub.add_parser("train", help="train a new run or resume one", epilog=_train_epilog(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("preset", nargs="?", help="preset name or YAML path (default: default)")
-    p.add_argument("overrides", nargs="*", help="key=value configuration overrides")
+    p.add_argument("overrides", nargs="*", help="key=value configuration overrides "
+                   "(`director config --keys` lists every key)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue this run directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)

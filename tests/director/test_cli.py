@@ -105,3 +105,14 @@ def test_evaluation_is_seeded_and_leaves_the_global_rng_alone(run_dir):
     assert first["episodes"] == 4 and torch.equal(torch.random.get_rng_state(), before)
     torch.rand(7)  # a different global RNG state must not change the result
     assert evaluate(module, episodes=4, seed=5, mode="train") == first
+
+
+def test_train_help_lists_the_presets_and_points_to_the_keys(capsys):
+    from director.cli import main
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    for preset in config.presets():
+        assert f"\n  {preset} " in text, preset
+    assert "director config --keys" in text and "Tiny: for tests" in text
