@@ -5,6 +5,7 @@ A run directory holds:
     logs/version_<n>/metrics.csv  metrics rows of each training session (Lightning CSVLogger);
                            tensorboard/ when tensorboard is installed
     episodes.csv           one row per finished training episode
+    maze.txt               the layout of a `maze:PATH` world (the run reads this copy)
     checkpoints/last.ckpt  the latest atomic checkpoint (+ stream-rank<r>-<tag>.pkl files)
     replay/rank<r>/        episodes as compressed .npz files
     strips/                episode strips recorded every train.record_every env steps
@@ -14,6 +15,7 @@ from __future__ import annotations
 import csv
 import datetime
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +30,31 @@ from director.errors import CheckpointError, ConfigError
 from director.module import DirectorModule, RunCheckpoint
 
 
+MAZE_PREFIX, LAYOUT_FILE = "maze:", "maze.txt"
+
+
 def default_run_dir(cfg: Config) -> Path:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{cfg.env.world.replace(':', '_').replace('/', '_')}-{cfg.agent}-{stamp}"
+    world = cfg.env.world
+    if world.startswith(MAZE_PREFIX):
+        world = "maze-" + Path(world[len(MAZE_PREFIX):]).stem
+    return Path("runs") / f"{world.replace(':', '_').replace('/', '_')}-{cfg.agent}-{stamp}"
+
+
+def use_run_layout(cfg: Config, run_dir: Path, new_run: bool) -> None:
+    """Point a `maze:PATH` world at RUN_DIR/maze.txt, so that eval, goals and --resume work
+    after PATH (or the run directory) moves: a new run copies PATH there first."""
+    if not cfg.env.world.startswith(MAZE_PREFIX):
+        return
+    kept = run_dir.resolve() / LAYOUT_FILE
+    if new_run:
+        source = Path(cfg.env.world[len(MAZE_PREFIX):])
+        if not (kept.exists() and source.exists() and kept.samefile(source)):
+            tmp = kept.with_name(kept.name + f".tmp{os.getpid()}")
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, kept)
+    if kept.exists():
+        cfg.env.world = MAZE_PREFIX + str(kept)
 
 
 def _loggers(run_dir: Path) -> list:
@@ -150,6 +174,7 @@ def train(cfg: Config | None = None, resume: str | Path | None = None, progress:
         ckpt = load_checkpoint_info(ckpt_path)
         cfg = config_lib.apply_overrides(config_lib.from_dict(ckpt["director"]["config"]), overrides, only="train.")
         cfg.train.run_dir = str(run_dir)
+        use_run_layout(cfg, run_dir, new_run=False)
         epochs = int(ckpt.get("epoch", 0)) + 1  # a finished run continues in a new epoch
         del ckpt
     else:
@@ -163,6 +188,8 @@ def train(cfg: Config | None = None, resume: str | Path | None = None, progress:
                               f"`director train --resume {run_dir}`, or choose another train.run_dir.")
     check_world(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if resume is None:
+        use_run_layout(cfg, run_dir, new_run=True)
     config_lib.save(cfg, run_dir / "config.yaml")
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -184,6 +211,8 @@ def load_module(target: str | Path, world: str | None = None) -> tuple[DirectorM
     ckpt = load_checkpoint_info(ckpt_path)
     info = ckpt["director"]
     cfg = config_lib.from_dict(info["config"])
+    if run_dir is not None:
+        use_run_layout(cfg, run_dir, new_run=False)
     if world is not None and world != cfg.env.world:
         from director.module import world_spec
         other = config_lib.from_dict({**config_lib.to_dict(cfg), "env": {**config_lib.to_dict(cfg)["env"], "world": world}})
