@@ -23,15 +23,6 @@ os.environ.setdefault("PYGLET_HEADLESS", "1")
 os.environ.setdefault("LP_NUM_THREADS", "0")
 
 
-def _quiet_library_warnings() -> None:
-    """Silence known, harmless library notices so that the progress bar stays readable."""
-    import warnings
-    for pattern in (".*dataloader_iter.*", ".*LeafSpec.*", ".*weights_only.*", ".*litlogger.*",
-                    ".*does not have many workers.*", ".*Experiment logs directory.*",
-                    ".*exists and is not empty.*"):
-        warnings.filterwarnings("ignore", message=pattern)
-
-
 def _cmd_train(args: argparse.Namespace) -> int:
     from director import config as config_lib
     from director.run import train
@@ -42,11 +33,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if preset is not None:
             raise config_lib.ConfigError("--resume continues a run with its stored configuration; "
                                          f"drop the preset {preset!r} (train.* overrides are allowed).")
-        run_dir = train(None, resume=args.resume, progress=not args.no_progress, overrides=overrides)
+        train(None, resume=args.resume, progress=not args.no_progress, overrides=overrides)
     else:
         cfg = config_lib.load(preset or "default", overrides)
-        run_dir = train(cfg, progress=not args.no_progress)
-    print(f"run directory: {run_dir}")
+        train(cfg, progress=not args.no_progress, preset=preset or "default")
     return 0
 
 
@@ -175,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = list(args.overrides) + rest
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    _quiet_library_warnings()
+    if args.command in ("train", "eval", "goals"):
+        from director.console import quiet_console
+        quiet_console()
     try:
         return args.func(args)
     except _user_errors() as e:

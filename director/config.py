@@ -142,7 +142,10 @@ class TrainConfig:
     run_dir: str = ""  # empty: runs/<world>-<agent>-<time>
     log_every: int = 1000  # env steps between metric rows
     checkpoint_every: int = 10_000  # env steps between checkpoints
-    record_every: int = 0  # env steps between recorded goal strips; 0 = off
+    # env steps between recorded images (TensorBoard: open-loop predictions, and for Director
+    # an observation | decoded-goal strip, also saved to RUN_DIR/strips/); 0 = off
+    record_every: int = 0
+    eval_episodes: int = 10  # end-of-run evaluation episodes (mode action) and random-policy ones; 0 = none
     accelerator: str = "auto"  # cpu | cuda | gpu | auto (Lightning)
     devices: int = 1  # processes/GPUs; > 1 runs DDP
     # 32-true | bf16-mixed (CPU and CUDA: matmuls and convolutions in bfloat16) | 16-mixed (CUDA)
@@ -250,7 +253,7 @@ def validate(cfg: Config) -> None:
         if key.endswith(("discount", "lambda_", "_decay")) and not 0.0 <= value <= 1.0:
             raise ConfigError(f"Configuration value {key}={value} must lie in [0, 1].")
         if key.endswith(("weight_decay", "kl_scale", "entropy_scale", "prefill", "horizon",
-                         "record_every", "threads", "unimix")) and value < 0:
+                         "record_every", "threads", "unimix", "eval_episodes")) and value < 0:
             raise ConfigError(f"Configuration value {key}={value} must be >= 0.")
     for option in cfg.env.options:
         if option in _OWNED_OPTIONS:

@@ -2,18 +2,22 @@
 
 A run directory holds:
     config.yaml            the resolved configuration
-    logs/version_<n>/metrics.csv  metrics rows of each training session (Lightning CSVLogger);
-                           tensorboard/ when tensorboard is installed
+    logs/version_<n>/metrics.csv  metrics rows of each training session (Lightning CSVLogger)
+    tensorboard/version_<n>/       the same scalars, plus goal strips and open-loop predictions
+                           as images (`tensorboard --logdir runs`)
     episodes.csv           one row per finished training episode
     maze.txt               the layout of a `maze:PATH` world (the run reads this copy)
     checkpoints/last.ckpt  the latest atomic checkpoint (+ stream-rank<r>-<tag>.pkl files)
     replay/rank<r>/        episodes as compressed .npz files
     strips/                episode strips recorded every train.record_every env steps
+    summary.json           the end-of-run summary: evaluation next to a random policy, training
+                           time, next commands (or, for a stopped run, how to continue it)
 """
 from __future__ import annotations
 
 import csv
 import datetime
+import json
 import os
 import shutil
 from pathlib import Path
@@ -22,12 +26,15 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 import worlds
 from director import config as config_lib
 from director.config import Config, EnvConfig
 from director.errors import CheckpointError, ConfigError
 from director.module import DirectorModule, RunCheckpoint
+
+EVAL_SEED = 12345  # env and policy seed of end-of-run evaluations (as `director eval`'s default)
 
 
 MAZE_PREFIX, LAYOUT_FILE = "maze:", "maze.txt"
@@ -58,16 +65,10 @@ def use_run_layout(cfg: Config, run_dir: Path, new_run: bool) -> None:
 
 
 def _loggers(run_dir: Path) -> list:
-    from lightning.pytorch.loggers import CSVLogger
-    # One CSV per training session (logs/version_<n>/metrics.csv): resuming never overwrites.
-    loggers: list = [CSVLogger(save_dir=str(run_dir), name="logs")]
-    try:
-        import tensorboard  # noqa: F401
-        from lightning.pytorch.loggers import TensorBoardLogger
-        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="tensorboard"))
-    except ImportError:
-        pass
-    return loggers
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    # One CSV and one TensorBoard folder per training session: resuming never overwrites.
+    return [CSVLogger(save_dir=str(run_dir), name="logs"),
+            TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", default_hp_metric=False)]
 
 
 class EpisodeWriter(L.Callback):
@@ -98,21 +99,72 @@ class EpisodeWriter(L.Callback):
 
 
 class GoalRecorder(L.Callback):
-    """Every `every` env steps, saves an episode strip (observations over decoded goals) to
-    RUN_DIR/strips/ (rank 0; Director agents only; `train.record_every`, off when 0)."""
+    """Every `every` env steps (`train.record_every`, off when 0) and when training ends:
+    the world model's open-loop predictions on replay chunks, and for Director agents an
+    episode strip (observations over decoded goals, also saved to RUN_DIR/strips/), as
+    TensorBoard images at step = env steps (rank 0).
+
+    Both draw from private RNGs seeded with the env step (the strip: a fresh env and
+    `goal_vis.private_rng`; the chunks: a private replay sampler), so recording never changes
+    what training samples next and a resumed run continues exactly."""
+
+    CHUNKS = 2  # replay chunks in the open-loop image
 
     def __init__(self, every: int, folder: Path):
         self.every, self.folder, self._last = every, folder, 0
 
+    def on_train_start(self, trainer: L.Trainer, module: DirectorModule) -> None:
+        self._last = (module.stream.env_steps if module.stream else 0) // self.every
+
     def on_train_batch_end(self, trainer: L.Trainer, module: DirectorModule, *args: Any) -> None:
-        if not trainer.is_global_zero or module.stream is None:
+        if module.stream is None:
             return
         mark = module.stream.env_steps // self.every
         if mark > self._last:
             self._last = mark
-            from goal_vis import record_strip
-            record_strip(module, self.folder / f"strip-{module.stream.env_steps:09d}.png",
-                         steps=4 * module.cfg.manager.goal_every, seed=mark)
+            self.record(trainer, module)
+
+    def on_train_end(self, trainer: L.Trainer, module: DirectorModule) -> None:
+        if module.stream is not None:
+            self.record(trainer, module)
+
+    def record(self, trainer: L.Trainer, module: DirectorModule) -> dict[str, np.ndarray]:
+        """Render and log the images of now; returns them by TensorBoard tag."""
+        if not trainer.is_global_zero:
+            return {}
+        from goal_vis.episode import agent_strip, private_rng
+        from PIL import Image
+        step = module.stream.env_steps
+        images = {}
+        if module.cfg.agent == "director":
+            images["goals/strip"] = agent_strip(module, steps=4 * module.cfg.manager.goal_every, seed=step)
+            self.folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(images["goals/strip"]).save(self.folder / f"strip-{step:09d}.png")
+        chunks = replay_chunks(module.stream.replay, self.CHUNKS, seed=step)
+        if chunks is not None:
+            from goal_vis.rollouts import open_loop_sheet
+            with private_rng(step, module.device):
+                images["world_model/open_loop"] = open_loop_sheet(module.agent, chunks)[0]
+        from lightning.pytorch.loggers import TensorBoardLogger
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                for tag, image in images.items():
+                    logger.experiment.add_image(tag, image, global_step=step, dataformats="HWC")
+                logger.experiment.flush()
+        return images
+
+
+def replay_chunks(replay: Any, n: int, seed: int) -> dict[str, np.ndarray] | None:
+    """`n` replay chunks drawn with a private sampler seeded with `seed` (the replay's own
+    sampler is left as it was), or None while no stream holds a whole chunk."""
+    from goal_vis.report import sample_chunks
+    own, replay.rng = replay.rng, np.random.default_rng(seed)
+    try:
+        return sample_chunks(replay, n)
+    except ValueError:
+        return None
+    finally:
+        replay.rng = own
 
 
 def load_checkpoint_info(path: Path) -> dict:
@@ -163,10 +215,14 @@ def check_world(cfg: Config) -> None:
 
 
 def train(cfg: Config | None = None, resume: str | Path | None = None, progress: bool = True,
-          overrides: list[str] | tuple[str, ...] = ()) -> Path:
+          overrides: list[str] | tuple[str, ...] = (), preset: str | None = None) -> Path:
     """Train a new run (cfg) or continue one (resume=RUN_DIR, with optional `train.*`
-    overrides such as a larger train.steps). Returns the run directory."""
-    ckpt_path, epochs = None, 1
+    overrides such as a larger train.steps). Prints one start line, the progress bar (unless
+    `progress=False`) and the summary (`run_summary`, also RUN_DIR/summary.json); `preset`
+    only names the preset in the start line. Returns the run directory."""
+    from director import console
+    console.quiet_console()
+    ckpt_path, epochs, resumed_at = None, 1, None
     if resume is not None:
         ckpt_path, run_dir = resolve_checkpoint(resume)
         if run_dir is None:
@@ -176,6 +232,7 @@ def train(cfg: Config | None = None, resume: str | Path | None = None, progress:
         cfg.train.run_dir = str(run_dir)
         use_run_layout(cfg, run_dir, new_run=False)
         epochs = int(ckpt.get("epoch", 0)) + 1  # a finished run continues in a new epoch
+        resumed_at = int(ckpt["director"]["env_steps"]) * cfg.train.devices
         del ckpt
     else:
         assert cfg is not None
@@ -196,13 +253,57 @@ def train(cfg: Config | None = None, resume: str | Path | None = None, progress:
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     module = DirectorModule(cfg, run_dir=run_dir)
     callbacks: list = [RunCheckpoint(), EpisodeWriter(run_dir / "episodes.csv")]
-    if cfg.train.record_every and cfg.agent == "director":
+    if cfg.train.record_every:
         callbacks.append(GoalRecorder(cfg.train.record_every, run_dir / "strips"))
+    if progress:
+        callbacks.append(console.ProgressBar())
     trainer = make_trainer(cfg, run_dir, callbacks, progress, epochs)
-    trainer.fit(module, ckpt_path=str(ckpt_path) if ckpt_path else None)
-    if module.stream is not None:
-        module.stream.close()
+    if trainer.is_global_zero:
+        print(console.start_line(cfg, trainer, run_dir, preset, resumed_at), flush=True)
+    try:
+        trainer.fit(module, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    except (KeyboardInterrupt, SystemExit) as stop:  # Lightning ends Ctrl-C with sys.exit(1), SIGTERM with SIGTERMException
+        if trainer.is_global_zero and trainer.interrupted and module.stream is not None:
+            why = "SIGTERM" if isinstance(stop, SIGTERMException) else "Ctrl-C"
+            _finish(run_summary(module, run_dir, interrupted=why), run_dir)
+        raise
+    finally:
+        if module.stream is not None:
+            module.stream.close()
+    if trainer.is_global_zero:
+        _finish(run_summary(module, run_dir, episodes=cfg.train.eval_episodes), run_dir)
     return run_dir
+
+
+def run_summary(module: DirectorModule, run_dir: Path, episodes: int = 0,
+                interrupted: str | None = None) -> dict[str, Any]:
+    """What a finished run did: env steps, updates, training seconds, and (unless
+    `interrupted`) `episodes` evaluation episodes with the mode action next to a uniform
+    random policy on the same world and seeds (`EVAL_SEED`), plus the next commands."""
+    cfg = module.cfg
+    summary: dict[str, Any] = {
+        "run_dir": str(run_dir), "world": cfg.env.world, "agent": cfg.agent,
+        "env_steps": module.stream.env_steps * module.trainer.world_size if module.stream else 0,
+        "updates": int(module.agent.updates), "train_seconds": round(module.elapsed_train_seconds(), 1)}
+    if interrupted:
+        return {**summary, "interrupted": interrupted, "next": [f"director train --resume {run_dir}"]}
+    if episodes:
+        module.eval()
+        summary["eval"] = {**evaluate(module, episodes, EVAL_SEED), "action": "mode", "seed": EVAL_SEED}
+        summary["random"] = {**evaluate_random(cfg.env, episodes, EVAL_SEED), "seed": EVAL_SEED}
+    summary["next"] = [f"director goals {run_dir}", f"director eval {run_dir} --episodes {max(episodes, 10)}",
+                       f"tensorboard --logdir {run_dir.parent}",
+                       f"director train --resume {run_dir} train.steps={2 * cfg.train.steps}"]
+    return summary
+
+
+def _finish(summary: dict[str, Any], run_dir: Path) -> None:
+    """Write RUN_DIR/summary.json (atomically) and print the summary."""
+    from director import console
+    tmp = run_dir / "summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    os.replace(tmp, run_dir / "summary.json")
+    print(console.summary_text(summary), flush=True)
 
 
 def load_module(target: str | Path, world: str | None = None) -> tuple[DirectorModule, dict]:
