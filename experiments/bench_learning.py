@@ -63,16 +63,6 @@ def train(agent: str, seed: int, args: argparse.Namespace, run: Path, log: Path)
                             stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYGLET_HEADLESS": "1"})
 
 
-def random_policy(world: str, size: int, episodes: int, seed: int) -> dict[str, float]:
-    import worlds
-    from director.collect import RandomPolicy
-    from director.run import run_episodes, summarize
-    env = worlds.make(world, size=size)
-    policy = RandomPolicy(env.action_space, seed)
-    env.close()
-    return summarize(run_episodes(world, size, 4, policy, episodes, seed))
-
-
 def read_csv(path: Path) -> list[dict[str, str]]:
     return list(csv.DictReader(open(path))) if path.exists() else []
 
@@ -178,16 +168,16 @@ def main() -> int:
 
     import torch
     from director import config
-    from director.run import evaluate, load_module
+    from director.run import EVAL_SEED, evaluate, evaluate_random, load_module
     torch.set_num_threads(2)
-    size = config.load(args.preset, [f"env.world={args.world}"] + args.overrides).env.size
-    results: dict = {"random": random_policy(args.world, size, args.episodes, 99), "runs": {},
+    env = config.load(args.preset, [f"env.world={args.world}"] + args.overrides).env
+    results: dict = {"random": evaluate_random(env, args.episodes, EVAL_SEED), "runs": {},
                      "steps": args.steps, "preset": args.preset, "overrides": args.overrides}
     for (agent, seed), run in runs.items():
         module, info = load_module(run)
         results["runs"][f"{agent}-s{seed}"] = {
-            "mode": evaluate(module, episodes=args.episodes, seed=99, mode="eval"),
-            "sample": evaluate(module, episodes=args.episodes, seed=99, mode="train"),
+            "mode": evaluate(module, episodes=args.episodes, seed=EVAL_SEED, mode="eval"),
+            "sample": evaluate(module, episodes=args.episodes, seed=EVAL_SEED, mode="train"),
             "env_steps": info["env_steps"], "updates": info["updates"],
             "train_minutes": round(info.get("train_seconds", 0) / 60, 1),
         }
