@@ -145,6 +145,7 @@ class TrainConfig:
     # torch.compile mode: default | reduce-overhead (CUDA graphs) | max-autotune | max-autotune-no-cudagraphs
     compile_mode: str = "default"
     max_bad_updates: int = 10  # consecutive non-finite losses before the run stops
+    keep_checkpoints: int = 2  # checkpoints kept in RUN_DIR/checkpoints (the older ones are fallbacks)
     threads: int = 0  # torch CPU threads; 0 = torch's default
 
 
@@ -184,7 +185,7 @@ _POSITIVE_INT = (
     "model.cnn_depth", "model.mlp_layers", "model.mlp_units", "goal.code_vars", "goal.code_classes",
     "goal.mlp_layers", "goal.mlp_units", "manager.goal_every", "replay.capacity", "replay.batch",
     "replay.length", "replay.train_every", "train.steps", "train.log_every", "train.checkpoint_every",
-    "train.devices", "train.max_bad_updates",
+    "train.devices", "train.max_bad_updates", "train.keep_checkpoints",
 )
 _UNIT_INTERVAL = ("model.kl_balance", "worker.replay_goals")
 

@@ -5,7 +5,9 @@ A run directory holds:
     logs/version_<n>/metrics.csv  metrics rows of each training session (Lightning CSVLogger);
                            tensorboard/ when tensorboard is installed
     episodes.csv           one row per finished training episode
-    checkpoints/last.ckpt  the latest atomic checkpoint (+ stream-rank<r>-<tag>.pkl files)
+    after_checkpoint/      history rows written after the checkpoint a resume started from
+    checkpoints/           the newest train.keep_checkpoints atomic checkpoints, last.ckpt the
+                           newest, with their stream files (see director.checkpoints)
     replay/rank<r>/        episodes as compressed .npz files
     strips/                episode strips recorded every train.record_every env steps
 """
@@ -22,6 +24,7 @@ import numpy as np
 import torch
 
 import worlds
+from director import checkpoints, history
 from director import config as config_lib
 from director.config import Config
 from director.errors import CheckpointError, ConfigError
@@ -33,14 +36,18 @@ def default_run_dir(cfg: Config) -> Path:
     return Path("runs") / f"{cfg.env.world.replace(':', '_').replace('/', '_')}-{cfg.agent}-{stamp}"
 
 
-def _loggers(run_dir: Path) -> list:
+def _loggers(run_dir: Path, purge_step: int | None = None) -> list:
+    """CSV (one file per training session, logs/version_<n>/metrics.csv: resuming never
+    overwrites) and, when installed, TensorBoard (one event folder for the whole run, whose
+    events from `purge_step` on, written after the checkpoint a resume starts from, TensorBoard
+    hides)."""
     from lightning.pytorch.loggers import CSVLogger
-    # One CSV per training session (logs/version_<n>/metrics.csv): resuming never overwrites.
     loggers: list = [CSVLogger(save_dir=str(run_dir), name="logs")]
     try:
         import tensorboard  # noqa: F401
         from lightning.pytorch.loggers import TensorBoardLogger
-        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="tensorboard"))
+        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=0,
+                                         purge_step=purge_step))
     except ImportError:
         pass
     return loggers
@@ -91,65 +98,51 @@ class GoalRecorder(L.Callback):
                          steps=4 * module.cfg.manager.goal_every, seed=mark)
 
 
-def load_checkpoint_info(path: Path) -> dict:
-    """The 'director' entry of a checkpoint, with clear errors for missing/corrupt files."""
-    if not path.exists():
-        raise CheckpointError(f"No checkpoint at {path}. Pass a run directory that contains "
-                              "checkpoints/last.ckpt, or a .ckpt file.")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001
-        raise CheckpointError(f"The checkpoint {path} is corrupt or unreadable ({type(e).__name__}). "
-                              "Use an earlier copy or start a new run; nothing was changed.") from None
-    if not isinstance(ckpt, dict) or "director" not in ckpt or "state_dict" not in ckpt:
-        raise CheckpointError(f"{path} is not a Director checkpoint. Pass checkpoints/last.ckpt of a run.")
-    return ckpt
-
-
-def resolve_checkpoint(target: str | Path) -> tuple[Path, Path | None]:
-    """RUN_DIR or checkpoint file -> (checkpoint path, run dir or None)."""
-    target = Path(target)
-    if target.is_dir():
-        return target / "checkpoints" / "last.ckpt", target
-    if target.parent.name == "checkpoints":
-        return target, target.parent.parent
-    return target, None
-
-
 def make_trainer(cfg: Config, run_dir: Path, callbacks: list, progress: bool = True,
-                 epochs: int = 1) -> L.Trainer:
+                 epochs: int = 1, purge_step: int | None = None) -> L.Trainer:
     strategy = "ddp" if cfg.train.devices > 1 else "auto"
     return L.Trainer(
         accelerator=cfg.train.accelerator, devices=cfg.train.devices, strategy=strategy,
-        precision=cfg.train.precision, max_epochs=epochs, logger=_loggers(run_dir), callbacks=callbacks,
+        precision=cfg.train.precision, max_epochs=epochs, logger=_loggers(run_dir, purge_step), callbacks=callbacks,
         enable_progress_bar=progress, enable_model_summary=False,
         log_every_n_steps=max(1, cfg.train.log_every // cfg.replay.train_every),
         enable_checkpointing=False, num_sanity_val_steps=0, deterministic=False)
 
 
 def train(cfg: Config | None = None, resume: str | Path | None = None, progress: bool = True,
-          overrides: list[str] | tuple[str, ...] = ()) -> Path:
+          overrides: list[str] | tuple[str, ...] = (), skip_corrupt_replay: bool = False) -> Path:
     """Train a new run (cfg) or continue one (resume=RUN_DIR, with optional `train.*`
-    overrides such as a larger train.steps). Returns the run directory."""
-    ckpt_path, epochs = None, 1
+    overrides such as a larger train.steps). Returns the run directory.
+
+    A resume first moves the history written after the checkpoint aside (`director.history`).
+    `skip_corrupt_replay`: continue without replay files that are corrupt or missing (named
+    on stderr; the resume is then no longer exact) instead of stopping."""
+    ckpt_path, epochs, purge_step = None, 1, None
+    # DDP: Lightning re-launches this command for ranks > 0; only rank 0 touches shared files.
+    rank_zero = os.environ.get("LOCAL_RANK", "0") == "0"
     if resume is not None:
-        ckpt_path, run_dir = resolve_checkpoint(resume)
-        if run_dir is None:
+        if checkpoints.resolve(resume)[1] is None:
             raise CheckpointError(f"--resume needs a run directory (or its checkpoints/last.ckpt), got {resume}.")
-        ckpt = load_checkpoint_info(ckpt_path)
+        ckpt_path, ckpt, run_dir = checkpoints.load(resume, streams=True)
         cfg = config_lib.apply_overrides(config_lib.from_dict(ckpt["director"]["config"]), overrides, only="train.")
         cfg.train.run_dir = str(run_dir)
         epochs = int(ckpt.get("epoch", 0)) + 1  # a finished run continues in a new epoch
+        step = history.checkpoint_step(ckpt)
+        purge_step = step + 1
+        if rank_zero:
+            history.supersede(run_dir, len(ckpt["director"]["episode_log"]), step)
         del ckpt
     else:
         assert cfg is not None
-        # DDP: Lightning re-launches this command for ranks > 0; they inherit the run directory.
-        shared = os.environ.get("DIRECTOR_RUN_DIR") if os.environ.get("LOCAL_RANK", "0") != "0" else None
+        # Ranks > 0 of a DDP run inherit the run directory.
+        shared = None if rank_zero else os.environ.get("DIRECTOR_RUN_DIR")
         run_dir = Path(shared or cfg.train.run_dir or default_run_dir(cfg))
         os.environ["DIRECTOR_RUN_DIR"] = str(run_dir)
         if shared is None and (run_dir / "checkpoints" / "last.ckpt").exists():
             raise ConfigError(f"The run directory {run_dir} already holds a run. Continue it with "
                               f"`director train --resume {run_dir}`, or choose another train.run_dir.")
+        if rank_zero:  # a run that stopped before its first checkpoint starts over: so does its history
+            history.supersede(run_dir, 0, -1)
     worlds.make(cfg.env.world, size=cfg.env.size).close()  # fail early on a bad world
     run_dir.mkdir(parents=True, exist_ok=True)
     config_lib.save(cfg, run_dir / "config.yaml")
@@ -157,10 +150,11 @@ def train(cfg: Config | None = None, resume: str | Path | None = None, progress:
         torch.set_num_threads(cfg.train.threads)
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     module = DirectorModule(cfg, run_dir=run_dir)
+    module.skip_corrupt_replay = skip_corrupt_replay
     callbacks: list = [RunCheckpoint(), EpisodeWriter(run_dir / "episodes.csv")]
     if cfg.train.record_every and cfg.agent == "director":
         callbacks.append(GoalRecorder(cfg.train.record_every, run_dir / "strips"))
-    trainer = make_trainer(cfg, run_dir, callbacks, progress, epochs)
+    trainer = make_trainer(cfg, run_dir, callbacks, progress, epochs, purge_step)
     trainer.fit(module, ckpt_path=str(ckpt_path) if ckpt_path else None)
     if module.stream is not None:
         module.stream.close()
@@ -169,8 +163,7 @@ def train(cfg: Config | None = None, resume: str | Path | None = None, progress:
 
 def load_module(target: str | Path, world: str | None = None) -> tuple[DirectorModule, dict]:
     """Load a trained DirectorModule from RUN_DIR or a checkpoint file (CPU, eval mode)."""
-    ckpt_path, run_dir = resolve_checkpoint(target)
-    ckpt = load_checkpoint_info(ckpt_path)
+    ckpt_path, ckpt, _ = checkpoints.load(target)
     info = ckpt["director"]
     cfg = config_lib.from_dict(info["config"])
     if world is not None and world != cfg.env.world:
@@ -190,7 +183,7 @@ def load_module(target: str | Path, world: str | None = None) -> tuple[DirectorM
         raise CheckpointError(f"The checkpoint {ckpt_path} does not match its configuration ({e}). "
                               "It may come from another version of Director.") from None
     module.eval()
-    return module, info
+    return module, {**info, "checkpoint": str(ckpt_path)}
 
 
 def run_episodes(world: str, size: int, num_envs: int, policy, episodes: int, seed: int,
