@@ -136,7 +136,7 @@ def load(target: str | Path, streams: bool = False) -> tuple[Path, dict[str, Any
             problems.append(problem)
             continue
         if problems:
-            print(f"director: {'; '.join(problems)}. Using the previous checkpoint {candidate}.",
+            print(f"director: {'; '.join(problems)}. Using the checkpoint {candidate} instead.",
                   file=sys.stderr)
         return candidate, ckpt, run_dir
     raise CheckpointError(f"No checkpoint of {run_dir} can be used: {'; '.join(problems)}. Restore one "

@@ -137,7 +137,7 @@ def test_ddp_two_cpu_processes_train_and_checkpoint(tmp_path):
         assert torch.equal(value, ranks[1][name]), name
     assert (run / "checkpoints" / "last.ckpt").exists()
     assert sorted(p.name for p in (run / "replay").iterdir()) == ["rank0", "rank1"]
-    streams = sorted(p.name.split("-")[1] for p in (run / "checkpoints").glob("stream-*.pkl"))
+    streams = sorted({p.name.split("-")[1] for p in (run / "checkpoints").glob("stream-*.pkl")})
     assert streams == ["rank0", "rank1"]
     info = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["director"]
     assert info["updates"] > 0
