@@ -168,3 +168,13 @@ def test_cli_bad_value_exits_2_without_traceback():
     assert out.returncode == 2
     assert "Traceback" not in out.stderr + out.stdout
     assert "model.rssm.deter" in out.stderr and "-5" in out.stderr
+
+
+@pytest.mark.parametrize("value", ["1.0", "0.99"])
+def test_replay_goals_must_leave_the_manager_a_rollout(value):
+    # debug: 4 x 8 = 32 rollouts per update; 0.99 rounds to 32 replay-goal rows, none for the manager.
+    with pytest.raises(ConfigError, match=rf"worker.replay_goals={value}.*no imagined rollouts.*below 0.98"):
+        config_lib.load("debug", [f"worker.replay_goals={value}"])
+    cfg = config_lib.load("debug", ["worker.replay_goals=0.97"])  # 31 replay-goal rows, 1 manager row
+    assert cfg.worker.manager_rows(32) == 1
+    config_lib.load("debug", ["worker.replay_goals=1.0", "agent=dreamer"])  # no manager: allowed
