@@ -77,6 +77,7 @@ class Collector:
     Attributes:
         env_steps: total steps added (N per ``step`` call, reset observations included).
         episodes: total episodes finished.
+        restarts: env restarts after a crash (steps with ``info["restarted"]``).
     """
 
     def __init__(self, envs: gymnasium.vector.VectorEnv, replay: Any | None):
@@ -94,6 +95,7 @@ class Collector:
         self.action_size = action_size(self.action_space)
         self.env_steps = 0
         self.episodes = 0
+        self.restarts = 0
         self._obs: dict[str, np.ndarray] | None = None
 
     def reset(self, seed: int | None = None) -> None:
@@ -132,6 +134,7 @@ class Collector:
         self._prev_action[obs["is_first"]] = 0.0
         success = _flag(self._info, "success", n)
         restarted = _flag(self._info, "restarted", n)
+        self.restarts += int(restarted.sum())
 
         finished = []
         for i in range(n):

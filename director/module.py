@@ -212,6 +212,8 @@ class DirectorModule(L.LightningModule):
                 "with --resume.")
         rows = {k: float(v) for k, v in metrics.items() if k != "applied"}
         rows.update(updates=float(self.agent.updates), skipped_updates=float(self.skipped_updates))
+        if stream:
+            rows["env_restarts"] = float(stream.collector.restarts)  # this rank's envs
         if recent:
             rows["episode_length"] = float(np.mean([e["length"] for e in recent]))
         if stream and stream.goal_stats:

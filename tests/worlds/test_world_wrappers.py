@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
+from worlds.errors import WorldError
 from worlds.wrappers import (ActionRepeat, ImageObs, NormalizeActions, OneHotActions, Resize,
                              RestartOnError, SeedFirstReset, SuccessInfo, TimeLimit)
 
@@ -225,3 +226,27 @@ def test_restart_on_error_gives_up_after_max_retries():
     with pytest.raises(RuntimeError, match="reset crashed"):
         env.reset()
     assert log["built"] == 3   # the original and two rebuilds
+
+
+def test_restart_on_error_stops_with_a_world_error_past_its_budget():
+    log = {"fail_on": -1}
+    env = RestartOnError(lambda: Flaky(log), max_restarts=2, window=60.0)
+    env.reset(seed=3)
+    for failure in range(2):
+        log["fail_on"], log["steps"] = 1, 0
+        assert env.step(0)[4]["restarted"]
+    log["fail_on"], log["steps"] = 1, 0
+    with pytest.raises(WorldError, match=r"crashed 3 times within 60 s .*step crashed.*max_restarts"):
+        env.step(0)
+    assert env.restarts == 2
+
+
+def test_every_world_restarts_on_error_by_default():
+    import worlds
+    from worlds.wrappers import RestartOnError as Wrapper
+    for name in ("pinpad-three", "maze-s"):
+        env, found = worlds.make(name, size=16), False
+        while hasattr(env, "env"):
+            found |= isinstance(env, Wrapper)
+            env = env.env
+        assert found, name
