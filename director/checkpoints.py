@@ -1,9 +1,11 @@
 """The checkpoint files of a run directory: names, retention and the fallback on a bad file.
 
 RUN_DIR/checkpoints/ holds
-    update-<updates:09d>.ckpt          the newest `train.keep_checkpoints` checkpoints
-    last.ckpt                          the newest one again (a hard link, or a copy)
-    stream-rank<r>-<updates:09d>.pkl   each kept checkpoint's stream file per rank
+    update-<tag>.ckpt          the newest `train.keep_checkpoints` checkpoints
+    last.ckpt                  the newest one again (a hard link, or a copy)
+    stream-rank<r>-<tag>.pkl   each kept checkpoint's stream file per rank
+where <tag> is <updates:09d>-<env steps:010d>: distinct states never share a tag, so writing a
+stream file never replaces the one of a checkpoint on disk.
 
 A checkpoint is written under a temporary name and moved into place only when complete;
 older ones (and their stream files) are deleted only after that. Readers that get a run
@@ -24,13 +26,13 @@ import torch
 from director.errors import CheckpointError
 
 LAST = "last.ckpt"
-_CKPT = re.compile(r"^update-(\d+)\.ckpt$")
-_STREAM = re.compile(r"^stream-rank(\d+)-(\d+)\.pkl$")
+_CKPT = re.compile(r"^update-([\d-]+)\.ckpt$")
+_STREAM = re.compile(r"^stream-rank(\d+)-([\d-]+)\.pkl$")
 
 
-def tag_of(updates: int) -> str:
-    """The tag that names a checkpoint and its stream files: the applied updates, 9 digits."""
-    return f"{int(updates):09d}"
+def tag_of(updates: int, env_steps: int) -> str:
+    """The tag that names a checkpoint and its stream files (zero-padded: sorts by age)."""
+    return f"{int(updates):09d}-{int(env_steps):010d}"
 
 
 def checkpoint_path(folder: Path, tag: str) -> Path:
@@ -44,7 +46,7 @@ def stream_path(folder: Path, rank: int, tag: str) -> Path:
 def _tags(folder: Path) -> list[str]:
     """Tags of the update-*.ckpt files in `folder`, newest first."""
     tags = [m.group(1) for m in (_CKPT.match(p.name) for p in folder.glob("update-*.ckpt")) if m]
-    return sorted(tags, key=int, reverse=True)
+    return sorted(tags, reverse=True)
 
 
 def publish(folder: Path, tag: str) -> None:

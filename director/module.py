@@ -280,7 +280,7 @@ class RunCheckpoint(L.Callback):
         if module.run_dir is None or module.stream is None:
             return None
         folder = module.run_dir / "checkpoints"
-        tag = checkpoints.tag_of(module.agent.updates)
+        tag = checkpoints.tag_of(module.agent.updates, module.stream.env_steps)
         module.save_stream(tag)
         trainer.strategy.barrier("director-stream")
         path = checkpoints.checkpoint_path(folder, tag)

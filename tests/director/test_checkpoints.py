@@ -47,7 +47,7 @@ def _copy(run: Path, tmp_path: Path) -> Path:
 
 
 def _tags(run: Path) -> list[str]:
-    return sorted(p.name[7:16] for p in (run / "checkpoints").glob("update-*.ckpt"))
+    return sorted(p.name[len("update-"):-len(".ckpt")] for p in (run / "checkpoints").glob("update-*.ckpt"))
 
 
 def test_periodic_saves_keep_the_newest_checkpoints_and_their_stream_files(run):

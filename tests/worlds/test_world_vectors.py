@@ -37,10 +37,21 @@ def test_vector_envs_are_seeded_seed_plus_index():
 
 
 def test_vector_one_hot_actions():
+    """One-hot vectors act like the integer actions of their argmax."""
     vec = worlds.make_vector("maze-s", 2, seed=0, one_hot=True)
-    vec.reset()
-    vec.step(np.eye(5, dtype=np.float32)[[1, 3]])
-    vec.close()
+    plain = worlds.make_vector("maze-s", 2, seed=0)
+    try:
+        assert vec.single_action_space.shape == (5,) and plain.single_action_space.n == 5
+        a, b = vec.reset()[0], plain.reset()[0]
+        start = b["image"]
+        for actions in ([1, 3], [2, 2], [4, 0], [3, 1]):
+            a = vec.step(np.eye(5, dtype=np.float32)[actions])[0]
+            b = plain.step(np.array(actions))[0]
+            assert np.array_equal(a["image"], b["image"])
+        assert not np.array_equal(b["image"], start)  # the actions moved the agents
+    finally:
+        vec.close()
+        plain.close()
 
 
 def test_async_vector_env_steps_and_autoresets():

@@ -168,13 +168,18 @@ def test_success_info_rule_and_default():
 
 
 def test_seed_first_reset_seeds_only_the_first_reset():
-    a, b = SeedFirstReset(Counter(), 5), SeedFirstReset(Counter(), 5)
+    reference = Counter()
+    reference.reset(seed=5)
+    seeded = reference.np_random.bit_generator.state
+    a = SeedFirstReset(Counter(), 5)
     a.reset()
-    b.reset()
-    assert a.unwrapped.np_random.integers(1 << 30) == b.unwrapped.np_random.integers(1 << 30)
-    a.reset()
-    b.reset(seed=6)
-    assert a.unwrapped.np_random.integers(1 << 30) != b.unwrapped.np_random.integers(1 << 30)
+    assert a.unwrapped.np_random.bit_generator.state == seeded
+    a.unwrapped.np_random.integers(1 << 30)  # the episode draws from the generator
+    a.reset()  # continues the generator: a wrapper that reseeded every reset would restore `seeded`
+    assert a.unwrapped.np_random.bit_generator.state != seeded
+    b = SeedFirstReset(Counter(), 5)
+    b.reset(seed=6)  # an explicit seed wins, even on the first reset
+    assert b.unwrapped.np_random.bit_generator.state != seeded
 
 
 class Flaky(Counter):
