@@ -103,6 +103,11 @@ class ManagerConfig:
     goal_every: int = 16  # K: the manager picks a new goal every K steps
     extr: float = 1.0  # weight of the task-reward critic's score (0: pure exploration)
     expl: float = 0.1  # weight of the exploration-bonus critic's score (0: no bonus)
+    # Floor of the exploration critic's return std (ac.return_min_std floors the task-reward
+    # critic's). The bonus, a mean squared error of deter vectors, has no natural scale, so it
+    # is always normalised to unit scale; a task reward has one, and a floor of 1 (DreamerV3)
+    # keeps returns below it (reward-head noise before any reward is seen) from being scaled up.
+    expl_min_std: float = 0.01
     ac: ActorCriticConfig = field(default_factory=ActorCriticConfig)
 
 
@@ -135,6 +140,8 @@ class TrainConfig:
     log_every: int = 1000  # env steps between metric rows
     checkpoint_every: int = 10_000  # env steps between checkpoints
     record_every: int = 0  # env steps between recorded goal strips; 0 = off
+    eval_every: int = 0  # env steps between evaluations (mode action) into RUN_DIR/evals.csv; 0 = off
+    eval_episodes: int = 20  # episodes per evaluation, on the same env seeds every time
     accelerator: str = "auto"  # cpu | cuda | gpu | auto (Lightning)
     devices: int = 1  # processes/GPUs; > 1 runs DDP
     # 32-true | bf16-mixed (CPU and CUDA: matmuls and convolutions in bfloat16) | 16-mixed (CUDA)
@@ -184,7 +191,7 @@ _POSITIVE_INT = (
     "model.cnn_depth", "model.mlp_layers", "model.mlp_units", "goal.code_vars", "goal.code_classes",
     "goal.mlp_layers", "goal.mlp_units", "manager.goal_every", "replay.capacity", "replay.batch",
     "replay.length", "replay.train_every", "train.steps", "train.log_every", "train.checkpoint_every",
-    "train.devices", "train.max_bad_updates",
+    "train.devices", "train.max_bad_updates", "train.eval_episodes",
 )
 _UNIT_INTERVAL = ("model.kl_balance", "worker.replay_goals")
 
@@ -232,12 +239,12 @@ def validate(cfg: Config) -> None:
         if not 0.0 <= flat[key] <= 1.0:
             raise ConfigError(f"Configuration value {key}={flat[key]} must lie in [0, 1].")
     for key, value in flat.items():
-        if key.endswith((".lr", ".eps", ".clip")) and value <= 0:
+        if key.endswith((".lr", ".eps", ".clip", "min_std")) and value <= 0:
             raise ConfigError(f"Configuration value {key}={value} must be > 0.")
         if key.endswith(("discount", "lambda_", "_decay")) and not 0.0 <= value <= 1.0:
             raise ConfigError(f"Configuration value {key}={value} must lie in [0, 1].")
         if key.endswith(("weight_decay", "kl_scale", "entropy_scale", "prefill", "horizon",
-                         "record_every", "threads", "unimix")) and value < 0:
+                         "record_every", "eval_every", "threads", "unimix")) and value < 0:
             raise ConfigError(f"Configuration value {key}={value} must be >= 0.")
     if cfg.env.size not in (16, 32, 64):
         raise ConfigError(f"Configuration value env.size={cfg.env.size} is not supported; "

@@ -5,6 +5,7 @@ A run directory holds:
     logs/version_<n>/metrics.csv  metrics rows of each training session (Lightning CSVLogger);
                            tensorboard/ when tensorboard is installed
     episodes.csv           one row per finished training episode
+    evals.csv              mode-action evaluations every train.eval_every env steps
     checkpoints/last.ckpt  the latest atomic checkpoint (+ stream-rank<r>-<tag>.pkl files)
     replay/rank<r>/        episodes as compressed .npz files
     strips/                episode strips recorded every train.record_every env steps
@@ -49,7 +50,7 @@ def _loggers(run_dir: Path) -> list:
 class EpisodeWriter(L.Callback):
     """Appends each finished training episode to RUN_DIR/episodes.csv (rank 0)."""
 
-    FIELDS = ["env_steps", "return", "length", "success", "restarted", "worker"]
+    FIELDS = ["env_steps", "return", "length", "success", "restarted", "worker", "cells", "coverage"]
 
     def __init__(self, path: Path):
         self.path = path
@@ -89,6 +90,41 @@ class GoalRecorder(L.Callback):
             from goal_vis import record_strip
             record_strip(module, self.folder / f"strip-{module.stream.env_steps:09d}.png",
                          steps=4 * module.cfg.manager.goal_every, seed=mark)
+
+
+class Evaluator(L.Callback):
+    """Every `train.eval_every` env steps, runs `train.eval_episodes` episodes with the worker's
+    mode action on fixed env seeds (the same each time, apart from the training envs) and
+    appends {env_steps, updates, return, success, length} to RUN_DIR/evals.csv and the logged
+    metrics as eval/*. Its RNG is private (see `evaluate`), so training is unaffected (rank 0)."""
+
+    FIELDS = ["env_steps", "updates", "episodes", "return", "success", "length"]
+
+    def __init__(self, every: int, path: Path):
+        self.every, self.path, self._last = every, path, 0
+
+    def on_train_start(self, trainer: L.Trainer, module: DirectorModule) -> None:
+        self._last = (module.stream.env_steps if module.stream else 0) // self.every
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: DirectorModule, *args: Any) -> None:
+        if not trainer.is_global_zero or module.stream is None:
+            return
+        mark = module.stream.env_steps * trainer.world_size // self.every
+        if mark <= self._last:
+            return
+        self._last = mark
+        result = evaluate(module, episodes=module.cfg.train.eval_episodes, seed=EVAL_SEED, mode="eval")
+        row = {"env_steps": module.stream.env_steps * trainer.world_size,
+               "updates": int(module.agent.updates), **result}
+        exists = self.path.exists()
+        with open(self.path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.FIELDS, extrasaction="ignore")
+            if not exists:
+                writer.writeheader()
+            writer.writerow(row)
+        for logger in trainer.loggers:
+            logger.log_metrics({"eval/return": result["return"], "eval/success": result["success"]},
+                               step=trainer.global_step)
 
 
 def load_checkpoint_info(path: Path) -> dict:
@@ -158,6 +194,8 @@ def train(cfg: Config | None = None, resume: str | Path | None = None, progress:
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     module = DirectorModule(cfg, run_dir=run_dir)
     callbacks: list = [RunCheckpoint(), EpisodeWriter(run_dir / "episodes.csv")]
+    if cfg.train.eval_every:
+        callbacks.append(Evaluator(cfg.train.eval_every, run_dir / "evals.csv"))
     if cfg.train.record_every and cfg.agent == "director":
         callbacks.append(GoalRecorder(cfg.train.record_every, run_dir / "strips"))
     trainer = make_trainer(cfg, run_dir, callbacks, progress, epochs)
@@ -217,7 +255,10 @@ def summarize(done: list[dict]) -> dict[str, float]:
     return {"episodes": len(done), "return": mean("return"), "success": mean("success"), "length": mean("length")}
 
 
-def evaluate(module: DirectorModule, episodes: int = 10, seed: int = 12345, mode: str = "eval",
+EVAL_SEED = 12345  # env seeds of evaluations: never those of training (train.seed + rank)
+
+
+def evaluate(module: DirectorModule, episodes: int = 10, seed: int = EVAL_SEED, mode: str = "eval",
              max_steps: int | None = None) -> dict[str, float]:
     """Run full episodes with the worker's mode action (`mode="train"`: sampled); return mean
     return and success rate. `seed` seeds the envs and the policy's sampling (the manager always
