@@ -151,6 +151,10 @@ def build_task(task: str, size: int, seed: int | None) -> Any:
                 self._targets_obtained += 1
                 self._target.reset(physics)
 
+        def before_step(self, physics: Any, action: Any, random_state: Any) -> None:
+            # Through the walker (not composer's plain set_control), so prev_action is tracked.
+            self._walker.apply_action(physics, action, random_state)
+
         def should_terminate_episode(self, physics: Any) -> bool:
             return random_goal_maze.NullGoalMaze.should_terminate_episode(self, physics)
 
