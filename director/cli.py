@@ -23,15 +23,6 @@ os.environ.setdefault("PYGLET_HEADLESS", "1")
 os.environ.setdefault("LP_NUM_THREADS", "0")
 
 
-def _quiet_library_warnings() -> None:
-    """Silence known, harmless library notices so that the progress bar stays readable."""
-    import warnings
-    for pattern in (".*dataloader_iter.*", ".*LeafSpec.*", ".*weights_only.*", ".*litlogger.*",
-                    ".*does not have many workers.*", ".*Experiment logs directory.*",
-                    ".*exists and is not empty.*"):
-        warnings.filterwarnings("ignore", message=pattern)
-
-
 def _cmd_train(args: argparse.Namespace) -> int:
     from director import config as config_lib
     from director.run import train
@@ -42,11 +33,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if preset is not None:
             raise config_lib.ConfigError("--resume continues a run with its stored configuration; "
                                          f"drop the preset {preset!r} (train.* overrides are allowed).")
-        run_dir = train(None, resume=args.resume, progress=not args.no_progress, overrides=overrides)
+        train(None, resume=args.resume, progress=not args.no_progress, overrides=overrides)
     else:
         cfg = config_lib.load(preset or "default", overrides)
-        run_dir = train(cfg, progress=not args.no_progress)
-    print(f"run directory: {run_dir}")
+        train(cfg, progress=not args.no_progress, preset=preset or "default")
     return 0
 
 
@@ -93,13 +83,30 @@ def _cmd_goals(args: argparse.Namespace) -> int:
     return goals_command(args)
 
 
+def _train_epilog() -> str:
+    """The presets with the start of their YAML comment, and where the keys are listed."""
+    import re
+    from director.config import PRESET_DIR, presets
+    lines = ["presets:"]
+    for name in presets():
+        head = (PRESET_DIR / f"{name}.yaml").read_text().split("\n\n")[0]
+        comment = " ".join(re.findall(r"^# ?(.*)$", head, flags=re.M))
+        lines.append(f"  {name:8s} {textwrap.shorten(comment, 88, placeholder=' ...')}")
+    lines += ["", "keys: `director config --keys` lists every configuration key, "
+              "`director config PRESET` prints a preset's values.",
+              "example: director train default env.world=maze-m train.steps=100000"]
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="director", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train a new run or resume one")
+    p = sub.add_parser("train", help="train a new run or resume one", epilog=_train_epilog(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("preset", nargs="?", help="preset name or YAML path (default: default)")
-    p.add_argument("overrides", nargs="*", help="key=value configuration overrides")
+    p.add_argument("overrides", nargs="*", help="key=value configuration overrides "
+                   "(`director config --keys` lists every key)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue this run directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
@@ -158,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = list(args.overrides) + rest
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    _quiet_library_warnings()
+    if args.command in ("train", "eval", "goals"):
+        from director.console import quiet_console
+        quiet_console()
     try:
         return args.func(args)
     except _user_errors() as e:

@@ -40,6 +40,14 @@ class EnvConfig:
     size: int = 64  # image height = width; 16, 32 or 64
     num_envs: int = 4  # environments stepped in parallel per process (rank)
     asynchronous: bool = False  # subprocess envs (spawn) instead of in-process stepping
+    # Options of `worlds.make` for this world: time_limit, action_repeat, restart_on_error and
+    # the world's own (e.g. env_kwargs, actions); `director worlds list` names the worlds, and a
+    # world refuses an option it does not take. Set one with env.options.time_limit=100.
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def world_options(self) -> dict[str, Any]:
+        """Keyword arguments of `worlds.make` / `worlds.make_vector`: size plus env.options."""
+        return {"size": self.size, **self.options}
 
 
 @dataclass
@@ -139,9 +147,13 @@ class TrainConfig:
     run_dir: str = ""  # empty: runs/<world>-<agent>-<time>
     log_every: int = 1000  # env steps between metric rows
     checkpoint_every: int = 10_000  # env steps between checkpoints
-    record_every: int = 0  # env steps between recorded goal strips; 0 = off
-    eval_every: int = 0  # env steps between evaluations (mode action) into RUN_DIR/evals.csv; 0 = off
-    eval_episodes: int = 20  # episodes per evaluation, on the same env seeds every time
+    # env steps between recorded images (TensorBoard: open-loop predictions, and for Director
+    # an observation | decoded-goal strip, also saved to RUN_DIR/strips/); 0 = off
+    record_every: int = 0
+    # Evaluation episodes (mode action, the same env seeds every time): at the end of a run
+    # (beside a uniform random policy's) and every eval_every env steps (RUN_DIR/evals.csv).
+    eval_episodes: int = 10  # 0 = no end-of-run evaluation
+    eval_every: int = 0  # env steps between evaluations during training; 0 = off
     accelerator: str = "auto"  # cpu | cuda | gpu | auto (Lightning)
     devices: int = 1  # processes/GPUs; > 1 runs DDP
     # 32-true | bf16-mixed (CPU and CUDA: matmuls and convolutions in bfloat16) | 16-mixed (CUDA)
@@ -191,16 +203,21 @@ _POSITIVE_INT = (
     "model.cnn_depth", "model.mlp_layers", "model.mlp_units", "goal.code_vars", "goal.code_classes",
     "goal.mlp_layers", "goal.mlp_units", "manager.goal_every", "replay.capacity", "replay.batch",
     "replay.length", "replay.train_every", "train.steps", "train.log_every", "train.checkpoint_every",
-    "train.devices", "train.max_bad_updates", "train.eval_episodes",
+    "train.devices", "train.max_bad_updates",
 )
 _UNIT_INTERVAL = ("model.kl_balance", "worker.replay_goals")
+# Open mappings: their entries are free-form keys (`env.options.time_limit=100`), checked by
+# whoever consumes them (the world, for env.options), not by the schema.
+_MAPPINGS = ("env.options",)
+# env.options that other keys set: the image size, the seed, and the action format the agent uses.
+_OWNED_OPTIONS = {"size": "env.size", "seed": "train.seed", "one_hot": "none (the agent sets it)"}
 
 
 def _flat(cfg: Any, prefix: str = "") -> dict[str, Any]:
     out = {}
     for key, value in cfg.items():
         path = f"{prefix}{key}"
-        if isinstance(value, (dict, DictConfig)):
+        if isinstance(value, (dict, DictConfig)) and path not in _MAPPINGS:
             out.update(_flat(value, path + "."))
         else:
             out[path] = value
@@ -244,8 +261,14 @@ def validate(cfg: Config) -> None:
         if key.endswith(("discount", "lambda_", "_decay")) and not 0.0 <= value <= 1.0:
             raise ConfigError(f"Configuration value {key}={value} must lie in [0, 1].")
         if key.endswith(("weight_decay", "kl_scale", "entropy_scale", "prefill", "horizon",
-                         "record_every", "eval_every", "threads", "unimix")) and value < 0:
+                         "record_every", "threads", "unimix", "eval_episodes", "eval_every")) and value < 0:
             raise ConfigError(f"Configuration value {key}={value} must be >= 0.")
+    for option in cfg.env.options:
+        if option in _OWNED_OPTIONS:
+            raise ConfigError(f"env.options.{option} is not allowed: set it with "
+                              f"{_OWNED_OPTIONS[option]} instead.")
+    if cfg.train.eval_every and not cfg.train.eval_episodes:
+        raise ConfigError("train.eval_every needs train.eval_episodes > 0 (the episodes of each evaluation).")
     if cfg.env.size not in (16, 32, 64):
         raise ConfigError(f"Configuration value env.size={cfg.env.size} is not supported; "
                           "the image encoder and decoder are built for 16, 32 or 64 pixels.")
@@ -268,7 +291,7 @@ def _parse_overrides(overrides: Iterable[str]) -> DictConfig:
         if "=" not in item:
             raise ConfigError(f"Override {item!r} is not of the form key=value (e.g. env.world=maze-s).")
         key = item.split("=", 1)[0].strip()
-        if key not in keys:
+        if key not in keys and not key.startswith(tuple(m + "." for m in _MAPPINGS)):
             raise ConfigError(f"Unknown configuration key {key!r}; did you mean {_nearest(key)!r}? "
                               "`director config` lists every key.")
         dotlist.append(item)

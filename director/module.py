@@ -44,7 +44,7 @@ class TrainingDiverged(UserError):
 
 def world_spec(cfg: Config) -> dict[str, Any]:
     """Image shape, action spec and vector sizes of the configured world (one env is built)."""
-    env = worlds.make(cfg.env.world, size=cfg.env.size, seed=cfg.train.seed)
+    env = worlds.make(cfg.env.world, seed=cfg.train.seed, **cfg.env.world_options())
     try:
         space = env.observation_space
         image = tuple(int(x) for x in space["image"].shape)
@@ -109,7 +109,7 @@ class DirectorModule(L.LightningModule):
     # ------------------------------------------------------------------ data
     def make_envs(self, seed: int):
         c = self.cfg.env
-        return worlds.make_vector(c.world, c.num_envs, size=c.size, seed=seed, asynchronous=c.asynchronous)
+        return worlds.make_vector(c.world, c.num_envs, seed=seed, asynchronous=c.asynchronous, **c.world_options())
 
     def act(self, obs: dict[str, np.ndarray], carry: Any, mode: str = "train") -> tuple[np.ndarray, Any, dict]:
         """numpy obs (N, ...) -> numpy actions (N, A), carry, info."""

@@ -2,49 +2,74 @@
 
 A run directory holds:
     config.yaml            the resolved configuration
-    logs/version_<n>/metrics.csv  metrics rows of each training session (Lightning CSVLogger);
-                           tensorboard/ when tensorboard is installed
+    logs/version_<n>/metrics.csv  metrics rows of each training session (Lightning CSVLogger)
+    tensorboard/version_<n>/       the same scalars, plus goal strips and open-loop predictions
+                           as images (`tensorboard --logdir runs`)
     episodes.csv           one row per finished training episode
     evals.csv              mode-action evaluations every train.eval_every env steps
+    maze.txt               the layout of a `maze:PATH` world (the run reads this copy)
     checkpoints/last.ckpt  the latest atomic checkpoint (+ stream-rank<r>-<tag>.pkl files)
     replay/rank<r>/        episodes as compressed .npz files
     strips/                episode strips recorded every train.record_every env steps
+    summary.json           the end-of-run summary: evaluation next to a random policy, training
+                           time, next commands (or, for a stopped run, how to continue it)
 """
 from __future__ import annotations
 
 import csv
 import datetime
+import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 import worlds
 from director import config as config_lib
-from director.config import Config
+from director.config import Config, EnvConfig
 from director.errors import CheckpointError, ConfigError
 from director.module import DirectorModule, RunCheckpoint
+
+EVAL_SEED = 12345  # env and policy seed of end-of-run evaluations (as `director eval`'s default)
+
+
+MAZE_PREFIX, LAYOUT_FILE = "maze:", "maze.txt"
 
 
 def default_run_dir(cfg: Config) -> Path:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{cfg.env.world.replace(':', '_').replace('/', '_')}-{cfg.agent}-{stamp}"
+    world = cfg.env.world
+    if world.startswith(MAZE_PREFIX):
+        world = "maze-" + Path(world[len(MAZE_PREFIX):]).stem
+    return Path("runs") / f"{world.replace(':', '_').replace('/', '_')}-{cfg.agent}-{stamp}"
+
+
+def use_run_layout(cfg: Config, run_dir: Path, new_run: bool) -> None:
+    """Point a `maze:PATH` world at RUN_DIR/maze.txt, so that eval, goals and --resume work
+    after PATH (or the run directory) moves: a new run copies PATH there first."""
+    if not cfg.env.world.startswith(MAZE_PREFIX):
+        return
+    kept = run_dir.resolve() / LAYOUT_FILE
+    if new_run:
+        source = Path(cfg.env.world[len(MAZE_PREFIX):])
+        if not (kept.exists() and source.exists() and kept.samefile(source)):
+            tmp = kept.with_name(kept.name + f".tmp{os.getpid()}")
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, kept)
+    if kept.exists():
+        cfg.env.world = MAZE_PREFIX + str(kept)
 
 
 def _loggers(run_dir: Path) -> list:
-    from lightning.pytorch.loggers import CSVLogger
-    # One CSV per training session (logs/version_<n>/metrics.csv): resuming never overwrites.
-    loggers: list = [CSVLogger(save_dir=str(run_dir), name="logs")]
-    try:
-        import tensorboard  # noqa: F401
-        from lightning.pytorch.loggers import TensorBoardLogger
-        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="tensorboard"))
-    except ImportError:
-        pass
-    return loggers
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    # One CSV and one TensorBoard folder per training session: resuming never overwrites.
+    return [CSVLogger(save_dir=str(run_dir), name="logs"),
+            TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", default_hp_metric=False)]
 
 
 class EpisodeWriter(L.Callback):
@@ -75,21 +100,72 @@ class EpisodeWriter(L.Callback):
 
 
 class GoalRecorder(L.Callback):
-    """Every `every` env steps, saves an episode strip (observations over decoded goals) to
-    RUN_DIR/strips/ (rank 0; Director agents only; `train.record_every`, off when 0)."""
+    """Every `every` env steps (`train.record_every`, off when 0) and when training ends:
+    the world model's open-loop predictions on replay chunks, and for Director agents an
+    episode strip (observations over decoded goals, also saved to RUN_DIR/strips/), as
+    TensorBoard images at step = env steps (rank 0).
+
+    Both draw from private RNGs seeded with the env step (the strip: a fresh env and
+    `goal_vis.private_rng`; the chunks: a private replay sampler), so recording never changes
+    what training samples next and a resumed run continues exactly."""
+
+    CHUNKS = 2  # replay chunks in the open-loop image
 
     def __init__(self, every: int, folder: Path):
         self.every, self.folder, self._last = every, folder, 0
 
+    def on_train_start(self, trainer: L.Trainer, module: DirectorModule) -> None:
+        self._last = (module.stream.env_steps if module.stream else 0) // self.every
+
     def on_train_batch_end(self, trainer: L.Trainer, module: DirectorModule, *args: Any) -> None:
-        if not trainer.is_global_zero or module.stream is None:
+        if module.stream is None:
             return
         mark = module.stream.env_steps // self.every
         if mark > self._last:
             self._last = mark
-            from goal_vis import record_strip
-            record_strip(module, self.folder / f"strip-{module.stream.env_steps:09d}.png",
-                         steps=4 * module.cfg.manager.goal_every, seed=mark)
+            self.record(trainer, module)
+
+    def on_train_end(self, trainer: L.Trainer, module: DirectorModule) -> None:
+        if module.stream is not None:
+            self.record(trainer, module)
+
+    def record(self, trainer: L.Trainer, module: DirectorModule) -> dict[str, np.ndarray]:
+        """Render and log the images of now; returns them by TensorBoard tag."""
+        if not trainer.is_global_zero:
+            return {}
+        from goal_vis.episode import agent_strip, private_rng
+        from PIL import Image
+        step = module.stream.env_steps
+        images = {}
+        if module.cfg.agent == "director":
+            images["goals/strip"] = agent_strip(module, steps=4 * module.cfg.manager.goal_every, seed=step)
+            self.folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(images["goals/strip"]).save(self.folder / f"strip-{step:09d}.png")
+        chunks = replay_chunks(module.stream.replay, self.CHUNKS, seed=step)
+        if chunks is not None:
+            from goal_vis.rollouts import open_loop_sheet
+            with private_rng(step, module.device):
+                images["world_model/open_loop"] = open_loop_sheet(module.agent, chunks)[0]
+        from lightning.pytorch.loggers import TensorBoardLogger
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                for tag, image in images.items():
+                    logger.experiment.add_image(tag, image, global_step=step, dataformats="HWC")
+                logger.experiment.flush()
+        return images
+
+
+def replay_chunks(replay: Any, n: int, seed: int) -> dict[str, np.ndarray] | None:
+    """`n` replay chunks drawn with a private sampler seeded with `seed` (the replay's own
+    sampler is left as it was), or None while no stream holds a whole chunk."""
+    from goal_vis.report import sample_chunks
+    own, replay.rng = replay.rng, np.random.default_rng(seed)
+    try:
+        return sample_chunks(replay, n)
+    except ValueError:
+        return None
+    finally:
+        replay.rng = own
 
 
 class Evaluator(L.Callback):
@@ -163,11 +239,26 @@ def make_trainer(cfg: Config, run_dir: Path, callbacks: list, progress: bool = T
         enable_checkpointing=False, num_sanity_val_steps=0, deterministic=False)
 
 
+def check_world(cfg: Config) -> None:
+    """Make the configured world once, so that a bad world or env.options fails before a run starts."""
+    try:
+        worlds.make(cfg.env.world, **cfg.env.world_options()).close()
+    except worlds.WorldError as e:
+        if not cfg.env.options:
+            raise
+        raise ConfigError(f"{e} (env.options={cfg.env.options}: set an option with "
+                          "env.options.NAME=VALUE, or remove it.)") from None
+
+
 def train(cfg: Config | None = None, resume: str | Path | None = None, progress: bool = True,
-          overrides: list[str] | tuple[str, ...] = ()) -> Path:
+          overrides: list[str] | tuple[str, ...] = (), preset: str | None = None) -> Path:
     """Train a new run (cfg) or continue one (resume=RUN_DIR, with optional `train.*`
-    overrides such as a larger train.steps). Returns the run directory."""
-    ckpt_path, epochs = None, 1
+    overrides such as a larger train.steps). Prints one start line, the progress bar (unless
+    `progress=False`) and the summary (`run_summary`, also RUN_DIR/summary.json); `preset`
+    only names the preset in the start line. Returns the run directory."""
+    from director import console
+    console.quiet_console()
+    ckpt_path, epochs, resumed_at = None, 1, None
     if resume is not None:
         ckpt_path, run_dir = resolve_checkpoint(resume)
         if run_dir is None:
@@ -175,7 +266,9 @@ def train(cfg: Config | None = None, resume: str | Path | None = None, progress:
         ckpt = load_checkpoint_info(ckpt_path)
         cfg = config_lib.apply_overrides(config_lib.from_dict(ckpt["director"]["config"]), overrides, only="train.")
         cfg.train.run_dir = str(run_dir)
+        use_run_layout(cfg, run_dir, new_run=False)
         epochs = int(ckpt.get("epoch", 0)) + 1  # a finished run continues in a new epoch
+        resumed_at = int(ckpt["director"]["env_steps"]) * cfg.train.devices
         del ckpt
     else:
         assert cfg is not None
@@ -186,8 +279,10 @@ def train(cfg: Config | None = None, resume: str | Path | None = None, progress:
         if shared is None and (run_dir / "checkpoints" / "last.ckpt").exists():
             raise ConfigError(f"The run directory {run_dir} already holds a run. Continue it with "
                               f"`director train --resume {run_dir}`, or choose another train.run_dir.")
-    worlds.make(cfg.env.world, size=cfg.env.size).close()  # fail early on a bad world
+    check_world(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if resume is None:
+        use_run_layout(cfg, run_dir, new_run=True)
     config_lib.save(cfg, run_dir / "config.yaml")
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -196,13 +291,57 @@ def train(cfg: Config | None = None, resume: str | Path | None = None, progress:
     callbacks: list = [RunCheckpoint(), EpisodeWriter(run_dir / "episodes.csv")]
     if cfg.train.eval_every:
         callbacks.append(Evaluator(cfg.train.eval_every, run_dir / "evals.csv"))
-    if cfg.train.record_every and cfg.agent == "director":
+    if cfg.train.record_every:
         callbacks.append(GoalRecorder(cfg.train.record_every, run_dir / "strips"))
+    if progress:
+        callbacks.append(console.ProgressBar())
     trainer = make_trainer(cfg, run_dir, callbacks, progress, epochs)
-    trainer.fit(module, ckpt_path=str(ckpt_path) if ckpt_path else None)
-    if module.stream is not None:
-        module.stream.close()
+    if trainer.is_global_zero:
+        print(console.start_line(cfg, trainer, run_dir, preset, resumed_at), flush=True)
+    try:
+        trainer.fit(module, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    except (KeyboardInterrupt, SystemExit) as stop:  # Lightning ends Ctrl-C with sys.exit(1), SIGTERM with SIGTERMException
+        if trainer.is_global_zero and trainer.interrupted and module.stream is not None:
+            why = "SIGTERM" if isinstance(stop, SIGTERMException) else "Ctrl-C"
+            _finish(run_summary(module, run_dir, interrupted=why), run_dir)
+        raise
+    finally:
+        if module.stream is not None:
+            module.stream.close()
+    if trainer.is_global_zero:
+        _finish(run_summary(module, run_dir, episodes=cfg.train.eval_episodes), run_dir)
     return run_dir
+
+
+def run_summary(module: DirectorModule, run_dir: Path, episodes: int = 0,
+                interrupted: str | None = None) -> dict[str, Any]:
+    """What a finished run did: env steps, updates, training seconds, and (unless
+    `interrupted`) `episodes` evaluation episodes with the mode action next to a uniform
+    random policy on the same world and seeds (`EVAL_SEED`), plus the next commands."""
+    cfg = module.cfg
+    summary: dict[str, Any] = {
+        "run_dir": str(run_dir), "world": cfg.env.world, "agent": cfg.agent,
+        "env_steps": module.stream.env_steps * module.trainer.world_size if module.stream else 0,
+        "updates": int(module.agent.updates), "train_seconds": round(module.elapsed_train_seconds(), 1)}
+    if interrupted:
+        return {**summary, "interrupted": interrupted, "next": [f"director train --resume {run_dir}"]}
+    if episodes:
+        module.eval()
+        summary["eval"] = {**evaluate(module, episodes, EVAL_SEED), "action": "mode", "seed": EVAL_SEED}
+        summary["random"] = {**evaluate_random(cfg.env, episodes, EVAL_SEED), "seed": EVAL_SEED}
+    summary["next"] = [f"director goals {run_dir}", f"director eval {run_dir} --episodes {max(episodes, 10)}",
+                       f"tensorboard --logdir {run_dir.parent}",
+                       f"director train --resume {run_dir} train.steps={2 * cfg.train.steps}"]
+    return summary
+
+
+def _finish(summary: dict[str, Any], run_dir: Path) -> None:
+    """Write RUN_DIR/summary.json (atomically) and print the summary."""
+    from director import console
+    tmp = run_dir / "summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    os.replace(tmp, run_dir / "summary.json")
+    print(console.summary_text(summary), flush=True)
 
 
 def load_module(target: str | Path, world: str | None = None) -> tuple[DirectorModule, dict]:
@@ -211,6 +350,8 @@ def load_module(target: str | Path, world: str | None = None) -> tuple[DirectorM
     ckpt = load_checkpoint_info(ckpt_path)
     info = ckpt["director"]
     cfg = config_lib.from_dict(info["config"])
+    if run_dir is not None:
+        use_run_layout(cfg, run_dir, new_run=False)
     if world is not None and world != cfg.env.world:
         from director.module import world_spec
         other = config_lib.from_dict({**config_lib.to_dict(cfg), "env": {**config_lib.to_dict(cfg)["env"], "world": world}})
@@ -231,12 +372,13 @@ def load_module(target: str | Path, world: str | None = None) -> tuple[DirectorM
     return module, info
 
 
-def run_episodes(world: str, size: int, num_envs: int, policy, episodes: int, seed: int,
+def run_episodes(env: EnvConfig, policy, episodes: int, seed: int,
                  max_steps: int | None = None) -> list[dict]:
-    """Step `num_envs` envs of `world` with `policy(obs) -> actions (N, A)` until `episodes`
-    episodes finished (or `max_steps` vector steps); returns their Collector stats."""
+    """Step min(env.num_envs, episodes) envs of the configured world with `policy(obs) ->
+    actions (N, A)` until `episodes` episodes finished (or `max_steps` vector steps); returns
+    their Collector stats."""
     from director.collect import Collector
-    envs = worlds.make_vector(world, num_envs, size=size, seed=seed)
+    envs = worlds.make_vector(env.world, min(env.num_envs, episodes), seed=seed, **env.world_options())
     collector = Collector(envs, None)
     collector.reset(seed=seed)
     done, steps = [], 0
@@ -255,9 +397,6 @@ def summarize(done: list[dict]) -> dict[str, float]:
     return {"episodes": len(done), "return": mean("return"), "success": mean("success"), "length": mean("length")}
 
 
-EVAL_SEED = 12345  # env seeds of evaluations: never those of training (train.seed + rank)
-
-
 def evaluate(module: DirectorModule, episodes: int = 10, seed: int = EVAL_SEED, mode: str = "eval",
              max_steps: int | None = None) -> dict[str, float]:
     """Run full episodes with the worker's mode action (`mode="train"`: sampled); return mean
@@ -274,5 +413,13 @@ def evaluate(module: DirectorModule, episodes: int = 10, seed: int = EVAL_SEED, 
     device = module.device
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        return summarize(run_episodes(cfg.env.world, cfg.env.size, min(cfg.env.num_envs, episodes), policy,
-                                      episodes, seed, max_steps))
+        return summarize(run_episodes(cfg.env, policy, episodes, seed, max_steps))
+
+
+def evaluate_random(env: EnvConfig, episodes: int = 10, seed: int = EVAL_SEED) -> dict[str, float]:
+    """`evaluate` for a uniform random policy on the same world, options and env seeds."""
+    from director.collect import RandomPolicy
+    probe = worlds.make(env.world, **env.world_options())
+    policy = RandomPolicy(probe.action_space, seed)
+    probe.close()
+    return summarize(run_episodes(env, policy, episodes, seed))

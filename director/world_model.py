@@ -193,8 +193,8 @@ class WorldModel(nn.Module):
         post, _ = self.rssm.observe(embed, data["action"][:, :context], data["is_first"][:, :context].bool())
         recon = self.decode_image(self.feat(post))
         state = {k: v[:, -1] for k, v in post.items()}
-        preds = []
+        feats = []
         for t in range(context, data["action"].shape[1]):
             state = self.rssm.img_step(state, data["action"][:, t], sample=False)
-            preds.append(self.decode_image(self.feat(state)))
-        return torch.cat([recon, torch.stack(preds, 1)], 1) if preds else recon
+            feats.append(self.feat(state))
+        return torch.cat([recon, self.decode_image(torch.stack(feats, 1))], 1) if feats else recon

@@ -62,7 +62,7 @@ def main() -> int:
     if not module.cfg.env.world.startswith("pinpad"):
         print(f"{args.run} was trained on {module.cfg.env.world}, not a Pin Pad world.", file=sys.stderr)
         return 2
-    env = worlds.make(module.cfg.env.world, size=module.cfg.env.size)
+    env = worlds.make(module.cfg.env.world, **module.cfg.env.world_options())
     obs, _ = env.reset(seed=args.seed)
     pinpad = env.unwrapped
     visits = np.zeros((GRID_HEIGHT, GRID_WIDTH), int)

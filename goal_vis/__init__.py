@@ -14,6 +14,6 @@ report (and `record_strip`) additionally load runs and make worlds. Nothing in d
 imports this package.
 """
 from goal_vis.decode import decode_feat, decode_goal
-from goal_vis.episode import record_strip
+from goal_vis.episode import agent_strip, record_strip
 
-__all__ = ["decode_feat", "decode_goal", "record_strip"]
+__all__ = ["agent_strip", "decode_feat", "decode_goal", "record_strip"]

@@ -10,7 +10,8 @@ On built-in worlds whose true state is known (Pin Pad, grid mazes: `agent_pos`, 
 `free_cells`) a `StateProbe` grounds decoded goal images: a goal's "position" is the cell whose
 rendered image is nearest (L2 in pixels) to the decoded goal image.
 
-`record_strip` saves an episode strip (observation row + goal row) for training-time logging.
+`agent_strip` renders an episode strip (observation row + goal row) for training-time logging;
+`record_strip` saves one as a PNG.
 """
 from __future__ import annotations
 
@@ -271,22 +272,27 @@ def strip_image(record: EpisodeRecord, columns: int = 16, target: int = 64) -> n
     return imaging.caption(body, "rows: observation / decoded goal in force")
 
 
-def record_strip(module: Any, path: str | Path, steps: int = 64, seed: int = 0) -> Path:
-    """Record `steps` env steps of `module` in a fresh env of its world and save an episode strip
-    PNG (observation row + decoded-goal row, at most 16 columns) to `path`. Returns the path.
+def agent_strip(module: Any, steps: int = 64, seed: int = 0) -> np.ndarray:
+    """The episode strip (observation row + decoded-goal row, at most 16 columns; uint8
+    (H, W, 3)) of `steps` env steps of `module` in a fresh env of its world seeded with `seed`.
 
     Safe to call during training: it uses its own env, restores the global RNG states, and the
     agent acts without gradients (eval-mode actions of the worker, sampled manager codes)."""
     import worlds
 
     cfg = module.cfg
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    env = worlds.make(cfg.env.world, size=cfg.env.size, seed=seed)
+    env = worlds.make(cfg.env.world, seed=seed, **cfg.env.world_options())
     try:
         with private_rng(seed, getattr(module, "device", None)):
             record = run_episode(module, env, max_steps=max(1, int(steps)), mode="eval")
     finally:
         env.close()
-    Image.fromarray(strip_image(record)).save(path)
+    return strip_image(record)
+
+
+def record_strip(module: Any, path: str | Path, steps: int = 64, seed: int = 0) -> Path:
+    """Save `agent_strip(module, steps, seed)` as a PNG at `path`. Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(agent_strip(module, steps, seed)).save(path)
     return path

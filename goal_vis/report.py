@@ -283,7 +283,7 @@ def make_report(target: str | Path, world: str | None = None, episodes: int = 1,
     files: dict[str, str | None] = {}
     sections: list[html.Section] = []
 
-    env = worlds.make(cfg.env.world, size=cfg.env.size, seed=seed)
+    env = worlds.make(cfg.env.world, seed=seed, **cfg.env.world_options())
     probe = StateProbe(env)
     try:
         with private_rng(seed, module.device):

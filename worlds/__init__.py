@@ -17,7 +17,10 @@ Worlds (`worlds.names()`, `worlds.describe(name)`):
   `memorymaze-9x9` ... `memorymaze-15x15`;
 - adapters: MiniGrid tasks (`minigrid-fourrooms`, `minigrid:<id>`), MiniWorld 3D
   (`miniworld-maze`, `miniworld:<id>`), DeepMind Lab (`dmlab-<level>`, needs deepmind_lab),
-  and any gymnasium id (`gym:<id>`).
+  and any gymnasium id (`gym:<id>`);
+- your own: a maze layout file (`maze:PATH`) or env factory (`package.module:function`);
+- in gymnasium: every built-in world as `director/<Name>-v0`, e.g.
+  `gymnasium.make("director/PinPad-Three-v0")`.
 
 Every world's observation is a Dict with "image" uint8 (size, size, 3); actions are Discrete(n)
 (Box(0, 1, (n,)) one-hot with `one_hot=True`) or Box(-1, 1) float32; a time-limit end is
@@ -27,7 +30,10 @@ depends on nothing else of Director's.
 from __future__ import annotations
 
 from worlds.errors import WorldError
-from worlds.registry import describe, make, make_vector, names
+from worlds.registry import describe, gymnasium_id, make, make_vector, names, register_gymnasium
 from worlds.preview import show
 
-__all__ = ["WorldError", "describe", "make", "make_vector", "names", "show"]
+register_gymnasium()   # gymnasium.make("director/Maze-M-v0") once `worlds` is imported
+
+__all__ = ["WorldError", "describe", "gymnasium_id", "make", "make_vector", "names",
+           "register_gymnasium", "show"]

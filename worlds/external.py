@@ -1,4 +1,5 @@
-"""Adapters for simulators registered with gymnasium: MiniGrid tasks, MiniWorld 3D, any gym id.
+"""Adapters for simulators registered with gymnasium: MiniGrid tasks, MiniWorld 3D, any gym id,
+and a user's own env factory named by an importable spec (`mypkg.envs:make_env`).
 
 Each builder returns an env whose observation is {"image": (size, size, 3) uint8, ...} and whose
 info carries `success` on every step. Time limits are the simulator's own unless `time_limit`
@@ -14,8 +15,10 @@ forkserver (see `worlds.make_vector`).
 """
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -23,7 +26,7 @@ from gymnasium import spaces
 from gymnasium.wrappers import TransformAction
 
 from worlds.errors import WorldError, did_you_mean
-from worlds.wrappers import ImageObs, Resize, SuccessInfo, is_image_space
+from worlds.wrappers import ImageObs, Resize, SuccessInfo, TimeLimit, is_image_space
 
 MINIGRID_MOVE_ACTIONS = 3   # MiniGrid's first three actions: turn left, turn right, forward
 
@@ -127,7 +130,14 @@ def make_gym(env_id: str, *, size: int, time_limit: int | None = None,
     kwargs = dict(env_kwargs or {})
     if time_limit is not None:
         kwargs["max_episode_steps"] = int(time_limit)
-    env = _gym_make(env_id, "gym", **kwargs)
+    return _pixels(lambda **extra: _gym_make(env_id, "gym", **kwargs, **extra), size)
+
+
+def _pixels(make: Callable[..., gym.Env], size: int) -> gym.Env:
+    """`make()`'s env seen through its image observation (an (H, W, 3) uint8 observation or a
+    Dict's "image" entry), else through `make(render_mode="rgb_array")`'s render; resized to
+    size×size, with info["success"] (the env's own, else False)."""
+    env = make()
     space = env.observation_space
     has_image = is_image_space(space) or (
         isinstance(space, spaces.Dict) and "image" in space.spaces and is_image_space(space["image"]))
@@ -135,6 +145,49 @@ def make_gym(env_id: str, *, size: int, time_limit: int | None = None,
         env = ImageObs(env)
     else:
         env.close()
-        env = ImageObs(_gym_make(env_id, "gym", render_mode="rgb_array", **kwargs), from_render=True)
+        env = ImageObs(make(render_mode="rgb_array"), from_render=True)
     return SuccessInfo(Resize(env, size))
+
+
+# --------------------------------------------------------------------------------------- your own env
+def load_factory(spec: str) -> Callable[..., gym.Env]:
+    """The callable named by an importable spec "package.module:function" (or ":Class.method")."""
+    module_name, _, attr = spec.partition(":")
+    fix = ("A world spec is 'package.module:function', where the function returns a gymnasium "
+           "env; the module must be importable in every process (install its package or put its "
+           "folder on PYTHONPATH).")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as error:
+        raise WorldError(f"Cannot import module {module_name!r} of world {spec!r}: {error}. {fix}") from None
+    try:
+        for part in attr.split("."):
+            target = getattr(target, part)
+    except AttributeError:
+        raise WorldError(f"Module {module_name!r} has no {attr!r} (world {spec!r}). {fix}") from None
+    if not callable(target):
+        raise WorldError(f"{spec!r} is a {type(target).__name__}, not a callable. {fix}")
+    return target
+
+
+def make_import(spec: str, *, size: int, time_limit: int | None = None,
+                env_kwargs: dict[str, Any] | None = None) -> gym.Env:
+    """A user's env: `factory(**env_kwargs)` of the spec "package.module:function", seen as
+    pixels like any gym id (`_pixels`; a factory without image observations must accept
+    `render_mode`), truncated after `time_limit` steps when given."""
+    factory = load_factory(spec)
+
+    def make(**extra: Any) -> gym.Env:
+        try:
+            env = factory(**dict(env_kwargs or {}), **extra)
+        except TypeError as error:
+            raise WorldError(f"Calling {spec!r} with {sorted({**(env_kwargs or {}), **extra})} failed: "
+                             f"{error}. Fix the env_kwargs option or the function's arguments.") from None
+        if not isinstance(env, gym.Env):
+            raise WorldError(f"{spec!r} returned a {type(env).__name__}, not a gymnasium.Env. Return "
+                             "the env from the function.")
+        return env
+
+    env = _pixels(make, size)
+    return TimeLimit(env, time_limit) if time_limit is not None else env
 

@@ -1,7 +1,12 @@
 """World names -> gymnasium envs: `make`, `make_vector`, `names`, `describe`.
 
 A name is either built in (`pinpad-three`, `maze-l`, `antmaze-m`, `memorymaze-9x9`, ...)
-or a pattern: `gym:<id>`, `minigrid:<id>`, `miniworld:<id>`, `dmlab-<level>`.
+or a pattern: `gym:<id>`, `minigrid:<id>`, `miniworld:<id>`, `dmlab-<level>`, `maze:<path>` (a
+layout text file, `worlds.mazes.parse_layout`), or `package.module:function` (your own env
+factory, imported by name in every process, so it also works in subprocess envs and DDP ranks).
+The built-in worlds are also registered with gymnasium as `director/<Name>-v0`
+(`register_gymnasium`, `gymnasium_id`): `gymnasium.make("director/Maze-M-v0")` after `import
+worlds`, or `gymnasium.make("worlds:director/Maze-M-v0")` without it.
 
 Options accepted by every world (keyword arguments of `make`):
     size              image side in pixels, 16..1024 (default 64)
@@ -10,14 +15,14 @@ Options accepted by every world (keyword arguments of `make`):
                       done by DMLab itself)
     time_limit        episode length in env steps before truncation (default: the world's own;
                       Pin Pad 2000, mazes 200/400/800/1000, Ant Maze 3000, Memory Maze
-                      1000..4000); counts simulator steps, before
-                      action_repeat
+                      1000..4000); counts simulator steps, before action_repeat
     one_hot           discrete worlds take one-hot float vectors, action space Box(0, 1, (n,))
                       (default False: Discrete(n)). Director's agent uses True.
     restart_on_error  rebuild the simulator when it raises (default: True for DMLab, else False)
 Per world kind:
     minigrid-* / minigrid:<id>   actions: "move" (turn left, turn right, forward) or "all" (7)
     minigrid / miniworld / gym   env_kwargs: dict passed to gymnasium.make
+    package.module:function      env_kwargs: dict passed to the function
     dmlab-<level>                config: dict of extra DMLab config entries
 Continuous action spaces are always exposed as Box(-1, 1) float32 and clipped.
 """
@@ -27,6 +32,7 @@ import functools
 import importlib.util
 import multiprocessing
 import numbers
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -43,7 +49,8 @@ from worlds.wrappers import (ActionRepeat, NormalizeActions, OneHotActions, Rest
 
 @dataclass(frozen=True)
 class _World:
-    kind: str          # pinpad | maze | antmaze | memorymaze | minigrid | miniworld | gym | dmlab
+    kind: str          # pinpad | maze | mazefile | antmaze | memorymaze | minigrid | miniworld | gym |
+                       # dmlab | import
     target: str        # task, env id or level
     description: str
     defaults: tuple[tuple[str, Any], ...] = ()   # per-world option defaults
@@ -105,11 +112,15 @@ _PATTERNS: dict[str, str] = {
     "minigrid:<id>": "any MiniGrid env id (e.g. minigrid:MiniGrid-KeyCorridorS3R3-v0), top-down RGB",
     "miniworld:<id>": "any MiniWorld env id (e.g. miniworld:MiniWorld-TMaze-v0), first-person RGB",
     "dmlab-<level>": "any DeepMind Lab level (DMLab-30 name or full path); needs deepmind_lab",
+    "maze:<path>": "your own grid maze: a text layout, '#' wall, ' ' floor, S start, G goal",
+    "<module>:<function>": "your own env: an importable function returning a gymnasium env",
 }
+_IMPORT_SPEC = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 
 _COMMON = ("action_repeat", "time_limit", "one_hot", "restart_on_error")
 _EXTRA = {
-    "pinpad": (), "maze": (), "antmaze": (), "memorymaze": (),
+    "pinpad": (), "maze": (), "mazefile": (), "antmaze": (), "memorymaze": (),
+    "import": ("env_kwargs",),
     "minigrid": ("actions", "env_kwargs"),
     "miniworld": ("env_kwargs",), "gym": ("env_kwargs",),
     "dmlab": ("config",),
@@ -128,6 +139,13 @@ def describe(name: str) -> str:
     world = _resolve(name)
     if name in _WORLDS:
         text = world.description
+    elif world.kind == "mazefile":
+        maze = mazes.GridMaze(rows=mazes.load_layout(world.target))
+        text = (f"Grid maze from {world.target}: {maze.width}x{maze.height} cells, shortest path "
+                f"{len(maze.shortest_path())} steps, +1 per step on the goal, {maze.max_steps}-step episodes")
+        maze.close()
+    elif world.kind == "import":
+        text = f"your env {world.target} (image observations resized to size x size)"
     elif world.kind == "dmlab":
         text = f"DeepMind Lab level {dmlab.level_path(world.target)} (first-person, 9 actions)"
     else:
@@ -156,11 +174,13 @@ def _resolve(name: str) -> _World:
     if name in _WORLDS:
         return _WORLDS[name]
     for prefix, kind in (("gym:", "gym"), ("minigrid:", "minigrid"), ("miniworld:", "miniworld"),
-                         ("dmlab-", "dmlab")):
+                         ("dmlab-", "dmlab"), ("maze:", "mazefile")):
         if name.startswith(prefix) and len(name) > len(prefix):
             target = name[len(prefix):]
             defaults = (("actions", "all"),) if kind == "minigrid" else ()
             return _World(kind, target, "", defaults)
+    if _IMPORT_SPEC.fullmatch(name):
+        return _World("import", name, "")
     raise WorldError(
         f"Unknown world {name!r}.{did_you_mean(name, _WORLDS)} Use a built-in name (listed by "
         f"`director worlds list` or worlds.names()) or a pattern: {', '.join(_PATTERNS)}.")
@@ -236,13 +256,17 @@ def _build(world: _World, opts: _Options) -> gym.Env:
     """The world's simulator with Dict observations and info["success"], before common wrappers."""
     if world.kind == "pinpad":
         return pinpad.PinPad(world.target, size=opts.size, render_mode="rgb_array")
-    if world.kind == "maze":
-        return mazes.GridMaze(world.target, size=opts.size, max_steps=opts.time_limit,
+    if world.kind in ("maze", "mazefile"):
+        rows = mazes.load_layout(world.target) if world.kind == "mazefile" else None
+        return mazes.GridMaze(world.target, rows=rows, size=opts.size, max_steps=opts.time_limit,
                               render_mode="rgb_array")
     if world.kind == "antmaze":
         return antmaze.AntMaze(world.target, size=opts.size, render_mode="rgb_array")
     if world.kind == "memorymaze":
         return memorymaze.MemoryMaze(world.target, size=opts.size, render_mode="rgb_array")
+    if world.kind == "import":
+        return external.make_import(world.target, size=opts.size, time_limit=opts.time_limit,
+                                    env_kwargs=opts.env_kwargs)
     if world.kind == "minigrid":
         return external.make_minigrid(world.target, size=opts.size, actions=opts.actions,
                                       time_limit=opts.time_limit, env_kwargs=opts.env_kwargs)
@@ -329,3 +353,35 @@ def make_vector(name: str, num_envs: int, *, size: int = 64, seed: int | None = 
             f"Option context={context!r} is not allowed: async worlds start processes with "
             "'forkserver' or 'spawn' ('fork' hangs once MiniWorld has created its GL context).")
     return AsyncVectorEnv(fns, context=context, autoreset_mode=AutoresetMode.NEXT_STEP)
+
+
+# --------------------------------------------------------------------------------------- gymnasium
+GYM_NAMESPACE = "director"
+_GYM_WORDS = {"pinpad": "PinPad", "minigrid": "MiniGrid", "miniworld": "MiniWorld", "dmlab": "DMLab",
+              "antmaze": "AntMaze", "memorymaze": "MemoryMaze"}
+
+
+def gymnasium_id(name: str) -> str:
+    """The gymnasium id of built-in world `name`: "maze-m" -> "director/Maze-M-v0",
+    "pinpad-three" -> "director/PinPad-Three-v0"."""
+    words = [_GYM_WORDS.get(w, w.upper() if len(w) <= 2 else w[:1].upper() + w[1:]) for w in name.split("-")]
+    return f"{GYM_NAMESPACE}/{'-'.join(words)}-v0"
+
+
+def _gymnasium_entry(name: str, render_mode: str | None = None, **options: Any) -> gym.Env:
+    """gymnasium's entry point for our worlds: `make(name, **options)`; frames are rgb_array."""
+    if render_mode not in (None, "rgb_array"):
+        raise WorldError(f"World {name!r} renders only render_mode='rgb_array', not {render_mode!r}.")
+    return make(name, **options)
+
+
+def register_gymnasium() -> list[str]:
+    """Register every built-in world with gymnasium as `director/<Name>-v0` (its options are
+    `gymnasium.make` keyword arguments: size, seed, time_limit, ...). Returns the ids."""
+    ids = []
+    for name in _WORLDS:
+        env_id = gymnasium_id(name)
+        if env_id not in gym.registry:
+            gym.register(env_id, entry_point=f"{__name__}:_gymnasium_entry", kwargs={"name": name})
+        ids.append(env_id)
+    return ids

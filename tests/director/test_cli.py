@@ -110,6 +110,35 @@ def test_evaluation_is_seeded_and_leaves_the_global_rng_alone(run_dir):
     assert evaluate(module, episodes=4, seed=5, mode="train") == first
 
 
+def test_train_help_lists_the_presets_and_points_to_the_keys(capsys):
+    from director.cli import main
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    for preset in config.presets():
+        assert f"\n  {preset} " in text, preset
+    assert "director config --keys" in text and "Tiny: for tests" in text
+
+
+def test_maze_layout_is_kept_in_the_run_so_eval_and_resume_work_after_the_file_moves(tmp_path):
+    from worlds.mazes import LAYOUTS
+    layout = tmp_path / "mine.txt"
+    layout.write_text("\n".join(LAYOUTS["s"]) + "\n")
+    run = tmp_path / "run"
+    train(config.load("debug", [f"env.world=maze:{layout}", f"train.run_dir={run}", "train.steps=64",
+                                "replay.prefill=48", "train.threads=1"]), progress=False)
+    assert (run / "maze.txt").read_text() == layout.read_text()
+    layout.unlink()
+    moved = tmp_path / "moved"
+    run.rename(moved)
+    result = _cli("eval", str(moved), "--episodes", "1")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1])["world"] == f"maze:{moved.resolve() / 'maze.txt'}"
+    train(None, resume=moved, progress=False, overrides=["train.steps=96"])
+    assert config.load(moved / "config.yaml").env.world == f"maze:{moved.resolve() / 'maze.txt'}"
+
+
 @pytest.mark.skipif(importlib.util.find_spec("dm_control") is None,
                     reason='needs the MuJoCo extras: pip install -e ".[antmaze]" (make test installs them)')
 def test_director_trains_end_to_end_on_the_ant_maze_with_continuous_actions_and_vectors(tmp_path):

@@ -168,3 +168,26 @@ def test_cli_bad_value_exits_2_without_traceback():
     assert out.returncode == 2
     assert "Traceback" not in out.stderr + out.stdout
     assert "model.rssm.deter" in out.stderr and "-5" in out.stderr
+
+
+def test_env_options_reach_the_world_and_bad_ones_are_config_errors():
+    from director.module import DirectorModule
+    from director.run import check_world
+    cfg = config_lib.load("debug", ["env.world=maze-s", "env.options.time_limit=7", "env.options.action_repeat=2"])
+    assert cfg.env.world_options() == {"size": 16, "time_limit": 7, "action_repeat": 2}
+    envs = DirectorModule(cfg).make_envs(seed=0)
+    envs.reset(seed=0)
+    steps = 0
+    while True:  # 7 simulator steps with action repeat 2: truncated on the 4th agent step
+        steps += 1
+        _, _, _, truncated, _ = envs.step(envs.action_space.sample())
+        if truncated.any():
+            break
+    envs.close()
+    assert steps == 4
+    with pytest.raises(ConfigError, match="time_limit"):
+        check_world(config_lib.load("debug", ["env.options.time_limt=7"]))
+    with pytest.raises(ConfigError, match="env.size"):
+        config_lib.load("debug", ["env.options.size=32"])
+    with pytest.raises(ConfigError, match="action_repeat"):
+        check_world(config_lib.load("debug", ["env.options.action_repeat=0"]))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import json
 import os
 import signal
 import subprocess
@@ -118,7 +119,8 @@ def _cli(*args, **kw):
                           env=env, timeout=300, **kw)
 
 
-def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path):
+@pytest.mark.parametrize("sig, name", [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl-C")])
+def test_sigterm_and_ctrl_c_save_a_checkpoint_then_a_short_summary(tmp_path, sig, name):
     run = tmp_path / "run"
     env = {**os.environ, "PYGLET_HEADLESS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "director", "train", "debug", f"train.run_dir={run}",
@@ -128,12 +130,17 @@ def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path):
     while time.time() < deadline and not list(run.glob("logs/version_0/metrics.csv")):
         time.sleep(0.5)
     time.sleep(2)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     proc.wait(timeout=120)
+    out = proc.stdout.read().decode()
     ckpt = run / "checkpoints" / "last.ckpt"
-    assert ckpt.exists(), proc.stdout.read().decode()[-2000:]
+    assert ckpt.exists(), out[-2000:]
     info = torch.load(ckpt, weights_only=False)["director"]
     assert info["updates"] > 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["interrupted"] == name and "eval" not in summary
+    assert summary["env_steps"] == info["env_steps"] and summary["next"] == [f"director train --resume {run}"]
+    assert f"stopped ({name}); the checkpoint is saved. Continue with `director train --resume {run}`" in out
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="DDP smoke test runs on Linux CPUs")

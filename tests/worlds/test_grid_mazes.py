@@ -103,3 +103,67 @@ def test_passes_gymnasium_env_checker():
     from gymnasium.utils.env_checker import check_env
 
     check_env(GridMaze("l", render_mode="rgb_array"), skip_render_check=True)
+
+
+# ----------------------------------------------------------------------------- layout files
+REPO_MAZE = __import__("pathlib").Path(__file__).resolve().parents[2] / "experiments" / "mazes" / "two-rooms.txt"
+
+
+def _layout_file(tmp_path, rows):
+    path = tmp_path / "maze.txt"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_layout_file_is_drawn_and_plays_like_the_built_in_maze(tmp_path):
+    path = _layout_file(tmp_path, mazes.LAYOUTS["s"])
+    mine, built_in = worlds.make(f"maze:{path}", size=32, seed=0), worlds.make("maze-s", size=32, seed=0)
+    a, _ = mine.reset()
+    b, _ = built_in.reset()
+    np.testing.assert_array_equal(a["image"], b["image"])
+    for action in built_in.unwrapped.shortest_path():
+        a, ra, *_ = mine.step(action)
+        b, rb, *_ = built_in.step(action)
+        np.testing.assert_array_equal(a["image"], b["image"])
+        assert ra == rb
+    assert ra == 1.0
+    assert mine.unwrapped.max_steps == mazes.custom_time_limit(12)
+    assert worlds.make(f"maze:{path}", time_limit=9).unwrapped.max_steps == 9
+
+
+def test_example_layout_file_loads_and_its_goal_is_reachable():
+    env = worlds.make(f"maze:{REPO_MAZE}", size=32)
+    assert env.unwrapped.shortest_path() and env.unwrapped.width == 12
+    assert "shortest path" in worlds.describe(f"maze:{REPO_MAZE}")
+
+
+@pytest.mark.parametrize("rows, match", [
+    (("#####", "#   #", "#  G#", "#####"), "no 'S'"),
+    (("#####", "#S  #", "#   #", "#####"), "no 'G'"),
+    (("#####", "#SS #", "#  G#", "#####"), "2 'S'"),
+    (("#####", "#S G#", "#  G#", "#####"), "2 'G'"),
+    (("#####", "#S# #", "# #G#", "#####"), "cannot be reached"),
+    (("#####", "#S  #", "#  G #", "#####"), "line 3 has 6 characters"),
+    (("#####", "#S x#", "#  G#", "#####"), "unknown character.*'x'"),
+    (("#####", "#S   ", "#  G#", "#####"), "not closed"),
+])
+def test_bad_layout_files_are_world_errors_that_say_what_is_wrong(tmp_path, rows, match):
+    path = _layout_file(tmp_path, rows)
+    with pytest.raises(worlds.WorldError, match=match):
+        worlds.make(f"maze:{path}")
+
+
+def test_missing_layout_file_is_a_world_error(tmp_path):
+    with pytest.raises(worlds.WorldError, match="Cannot read the maze layout file"):
+        worlds.make(f"maze:{tmp_path / 'nowhere.txt'}")
+
+
+def test_cli_shows_a_layout_file_and_refuses_a_bad_one(tmp_path):
+    import subprocess
+    import sys
+    run = lambda *a: subprocess.run([sys.executable, "-m", "director", "worlds", "show", *a],  # noqa: E731
+                                    capture_output=True, text=True, timeout=120)
+    shown = run(f"maze:{REPO_MAZE}", "--steps", "5", "--out", str(tmp_path / "m.gif"))
+    assert shown.returncode == 0 and (tmp_path / "m.png").exists(), shown.stderr
+    bad = run(f"maze:{_layout_file(tmp_path, ('####', '#S #', '####'))}")
+    assert bad.returncode == 2 and "no 'G'" in bad.stderr and "Traceback" not in bad.stderr

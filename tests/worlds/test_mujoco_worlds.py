@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium import spaces
@@ -53,6 +54,11 @@ def test_antmaze_spaces_and_dtypes():
     assert isinstance(reward, float) and info["success"] is False
     assert not terminated and not truncated
     assert np.allclose(obs["prev_action"], env.unwrapped.dm_env.physics.data.ctrl)
+    env.close()
+    assert worlds.gymnasium_id("antmaze-s") == "director/AntMaze-S-v0"
+    assert worlds.gymnasium_id("memorymaze-9x9") == "director/MemoryMaze-9x9-v0"
+    env = gym.make("director/AntMaze-S-v0", size=16, seed=0)   # registered like every world
+    assert env.reset()[0]["image"].shape == (16, 16, 3)
     env.close()
 
 

@@ -153,3 +153,91 @@ def test_builtin_worlds_render_their_observation():
         env = worlds.make(name, seed=0)
         obs, _ = env.reset()
         assert np.array_equal(env.render(), obs["image"])
+
+
+# ----------------------------------------------------------------------------- registration both ways
+def test_builtin_worlds_are_registered_with_gymnasium():
+    import gymnasium as gym
+    from worlds.registry import _WORLDS
+    assert worlds.gymnasium_id("pinpad-three") == "director/PinPad-Three-v0"
+    assert worlds.gymnasium_id("maze-xl") == "director/Maze-XL-v0"
+    assert {worlds.gymnasium_id(n) for n in _WORLDS} <= set(gym.registry)
+    for name in ("maze-m", "pinpad-three"):
+        env = gym.make(worlds.gymnasium_id(name), size=32, seed=3)
+        ours = worlds.make(name, size=32, seed=3)
+        np.testing.assert_array_equal(env.reset()[0]["image"], ours.reset()[0]["image"])
+        _, _, _, _, info = env.step(env.action_space.sample())
+        assert "success" in info and env.spec.id == worlds.gymnasium_id(name)
+
+
+def test_gymnasium_module_syntax_imports_worlds_in_a_fresh_process():
+    import subprocess
+    import sys
+    code = ("import gymnasium as gym\n"
+            "env = gym.make('worlds:director/Maze-M-v0', size=16)\n"
+            "print(env.reset(seed=0)[0]['image'].shape)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "(16, 16, 3)", result.stderr
+
+
+_USER_ENV = '''
+import gymnasium as gym
+import numpy as np
+
+
+class Corridor(gym.Env):
+    """A user's env with an image observation: the agent's column lights up."""
+
+    def __init__(self, length=5):
+        self.length, self.x = length, 0
+        self.observation_space = gym.spaces.Box(0, 255, (8, 8 * length, 3), np.uint8)
+        self.action_space = gym.spaces.Discrete(2)
+
+    def _obs(self):
+        image = np.zeros((8, 8 * self.length, 3), np.uint8)
+        image[:, 8 * self.x:8 * self.x + 8] = 255
+        return image
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.x = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.x = min(self.length - 1, max(0, self.x + (1 if action else -1)))
+        done = self.x == self.length - 1
+        return self._obs(), float(done), done, False, {"success": done}
+
+
+def make_env(length=5):
+    return Corridor(length)
+'''
+
+
+def test_importable_spec_makes_a_users_env_also_in_spawned_processes(tmp_path, monkeypatch):
+    (tmp_path / "my_user_envs.py").write_text(_USER_ENV)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = "my_user_envs:make_env"
+    env = worlds.make(spec, size=16, env_kwargs={"length": 3}, seed=0)
+    obs, _ = env.reset()
+    assert obs["image"].shape == (16, 16, 3) and obs["image"].max() == 255
+    vec = worlds.make_vector(spec, 2, size=16, seed=0, asynchronous=True, context="spawn",
+                             env_kwargs={"length": 3}, time_limit=50)
+    try:
+        obs, _ = vec.reset(seed=0)
+        assert obs["image"].shape == (2, 16, 16, 3)
+        for _ in range(2):
+            _, reward, terminated, _, info = vec.step(np.array([1, 1]))
+        assert terminated.all() and reward.tolist() == [1.0, 1.0] and info["success"].all()
+    finally:
+        vec.close()
+
+
+@pytest.mark.parametrize("spec, match", [
+    ("no_such_module_xyz:make_env", "Cannot import module"),
+    ("worlds.mazes:no_such_function", "has no 'no_such_function'"),
+    ("worlds.mazes:TASKS", "not a callable"),
+])
+def test_bad_importable_spec_is_a_world_error(spec, match):
+    with pytest.raises(WorldError, match=match):
+        worlds.make(spec)
