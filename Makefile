@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # The CPU build of torch: small and fast to install. GPU users: see README.
 TORCH  ?= torch==2.13.0
 
-.PHONY: venv browser test train clean
+.PHONY: venv browser egl test train clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ $(VENV)/.installed: $(BIN)/activate setup.cfg pyproject.toml
 
 venv: $(VENV)/.installed
 
+# The MuJoCo worlds (antmaze-*, memorymaze-*), tested for real by `make test`.
+$(VENV)/.extras: $(VENV)/.installed
+	$(BIN)/pip install -q -e ".[test,antmaze,memorymaze]"
+	touch $@
+
 # The HTML report test renders in headless Chromium (Debian's package). As root with apt-get
 # (CI, fresh machines) it is installed here; elsewhere that one test skips and says why.
 browser:
@@ -27,7 +32,16 @@ browser:
 	  && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "chromium not installed: the HTML rendering test will be skipped"; }
 
-test: venv browser
+# MuJoCo renders headless through EGL with Mesa's software driver. As root with apt-get (CI,
+# fresh machines) the Debian packages are installed here; elsewhere it says what is missing.
+egl:
+	@ldconfig -p | grep -q libEGL_mesa.so.0 && ldconfig -p | grep -q libOpenGL.so.0 \
+	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0 >/dev/null) \
+	  || echo "Mesa EGL not installed: rendering the MuJoCo worlds (and their tests) will fail"; }
+
+test: venv $(VENV)/.extras browser egl
 	PYGLET_HEADLESS=1 LP_NUM_THREADS=0 $(BIN)/python -m pytest tests
 
 train: venv

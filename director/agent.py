@@ -19,7 +19,7 @@ from torch import nn
 
 from director.actor_critic import ActorCritic
 from director.config import Config, OptimConfig
-from director.nets import make_optimizer, skip_step
+from director.nets import clip_straight_through, make_optimizer, skip_step
 from director.world_model import State, WorldModel
 from manager import GoalAutoencoder, Manager
 from worker import Worker
@@ -166,7 +166,8 @@ class Agent(nn.Module):
 
         A discrete policy learns by REINFORCE: the rollout is built without gradients. A
         continuous one learns through the dynamics: gradients flow through the frozen models'
-        activations into its actions."""
+        activations into its actions, which are clipped to [-1, 1] with straight-through
+        gradients; its inputs are stop-gradient."""
         cfg, k, horizon = self.cfg, self.goal_every, self.cfg.imag_horizon
         director, backprop = cfg.agent == "director", not self.discrete
         n = start["deter"].shape[0]
@@ -190,10 +191,14 @@ class Agent(nn.Module):
                         goal = self.goal_ae.decode(code).detach()
                     codes.append(code)
                     goals.append(goal)
-                    dist = self.worker.ac.policy(self.worker.inputs(feat, goal))
+                    # Policy inputs are stop-gradient (ALGORITHM.md §4): a continuous actor
+                    # learns through the dynamics from its actions, not through its own inputs.
+                    dist = self.worker.ac.policy(self.worker.inputs(feat.detach(), goal))
                 else:
-                    dist = self.actor.policy(feat)
+                    dist = self.actor.policy(feat.detach())
                 action = dist.sample()
+                if backprop:
+                    action = clip_straight_through(action)
                 actions.append(action)
                 state = self.wm.rssm.img_step(state, action)
             actions.append(torch.zeros_like(actions[-1]))

@@ -163,6 +163,12 @@ class OneHotDist:
         return -(self.probs * self.logits).sum(-1)
 
 
+def clip_straight_through(x: torch.Tensor, low: float = -1.0, high: float = 1.0) -> torch.Tensor:
+    """x clipped to [low, high] in value, with the identity's gradient (straight-through), so a
+    sampled action stays valid and its out-of-range samples still pass gradients."""
+    return x + (x.clamp(low, high) - x).detach()
+
+
 def _one_hot(index: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """index (..., 1) -> one-hot shaped and typed like `like` (..., C). A comparison with the
     class indices, not F.one_hot: no range check, which compiles into a host assert."""

@@ -12,6 +12,9 @@
 Worlds (`worlds.names()`, `worlds.describe(name)`):
 - built in: Visual Pin Pad `pinpad-three` ... `pinpad-eight` (pure numpy) and top-down grid mazes
   `maze-s/m/l/xl` (on MiniGrid's engine);
+- on MuJoCo (optional extras `antmaze`, `memorymaze`): the Egocentric Ant Maze `antmaze-s/m/l/xl`
+  of the Director paper (continuous actions, proprioceptive vectors) and Memory Maze
+  `memorymaze-9x9` ... `memorymaze-15x15`;
 - adapters: MiniGrid tasks (`minigrid-fourrooms`, `minigrid:<id>`), MiniWorld 3D
   (`miniworld-maze`, `miniworld:<id>`), DeepMind Lab (`dmlab-<level>`, needs deepmind_lab),
   and any gymnasium id (`gym:<id>`);

@@ -1,6 +1,6 @@
 """World names -> gymnasium envs: `make`, `make_vector`, `names`, `describe`.
 
-A name is either built in (`pinpad-three`, `maze-l`, `minigrid-fourrooms`, `miniworld-maze`, ...)
+A name is either built in (`pinpad-three`, `maze-l`, `antmaze-m`, `memorymaze-9x9`, ...)
 or a pattern: `gym:<id>`, `minigrid:<id>`, `miniworld:<id>`, `dmlab-<level>`, `maze:<path>` (a
 layout text file, `worlds.mazes.parse_layout`), or `package.module:function` (your own env
 factory, imported by name in every process, so it also works in subprocess envs and DDP ranks).
@@ -14,8 +14,8 @@ Options accepted by every world (keyword arguments of `make`):
     action_repeat     repeat each action this many times, summing rewards (default 1; DMLab: 4,
                       done by DMLab itself)
     time_limit        episode length in env steps before truncation (default: the world's own;
-                      Pin Pad 2000, mazes 200/400/800/1000); counts simulator steps, before
-                      action_repeat
+                      Pin Pad 2000, mazes 200/400/800/1000, Ant Maze 3000, Memory Maze
+                      1000..4000); counts simulator steps, before action_repeat
     one_hot           discrete worlds take one-hot float vectors, action space Box(0, 1, (n,))
                       (default False: Discrete(n)). Director's agent uses True.
     restart_on_error  rebuild the simulator when it raises, and a subprocess vector env whose
@@ -46,7 +46,7 @@ import gymnasium as gym
 from gymnasium import spaces
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 
-from worlds import dmlab, external, mazes, pinpad
+from worlds import antmaze, dmenv, dmlab, external, mazes, memorymaze, pinpad
 from worlds.errors import WorldError, close_matches, did_you_mean
 from worlds.wrappers import (ActionRepeat, NormalizeActions, OneHotActions, RestartOnError,
                              RestartVectorOnError, SeedFirstReset, TimeLimit)
@@ -54,7 +54,8 @@ from worlds.wrappers import (ActionRepeat, NormalizeActions, OneHotActions, Rest
 
 @dataclass(frozen=True)
 class _World:
-    kind: str          # pinpad | maze | mazefile | minigrid | miniworld | gym | dmlab | import
+    kind: str          # pinpad | maze | mazefile | antmaze | memorymaze | minigrid | miniworld | gym |
+                       # dmlab | import
     target: str        # task, env id or level
     description: str
     defaults: tuple[tuple[str, Any], ...] = ()   # per-world option defaults
@@ -73,6 +74,17 @@ def _builtin_worlds() -> dict[str, _World]:
         table[f"maze-{task}"] = _World(
             "maze", task, f"Grid maze {task.upper()} (MiniGrid): {shape} corridor, reach the green "
             f"goal, +1 per step on it (top-down, 5 actions, {mazes.TIME_LIMITS[task]}-step episodes)")
+    for task, rows in zip(antmaze.TASKS, (11, 11, 14, 17)):
+        table[f"antmaze-{task}"] = _World(
+            "antmaze", task, f"Egocentric Ant Maze {task.upper()} (dm_control, MuJoCo): the ant "
+            f"in a {rows}x{rows} maze with coloured walls, +1 per step at the goal sphere "
+            f"(first-person camera + proprioception, 8 continuous actions, "
+            f"{antmaze.EPISODE_STEPS} steps at {antmaze.CONTROL_HZ} Hz)")
+    for task in memorymaze.TASKS:
+        table[f"memorymaze-{task}"] = _World(
+            "memorymaze", task, f"Memory Maze {task} (dm_control, MuJoCo): a random 3D maze with "
+            f"{memorymaze.TARGETS[task]} coloured targets, +1 for the one target_color names "
+            f"(first-person, 6 actions, {memorymaze.EPISODE_STEPS[task]}-step episodes)")
     for name, env_id, actions, text in (
             ("minigrid-empty", "MiniGrid-Empty-8x8-v0", "move", "an empty room"),
             ("minigrid-fourrooms", "MiniGrid-FourRooms-v0", "move", "four rooms"),
@@ -112,7 +124,8 @@ _IMPORT_SPEC = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 
 _COMMON = ("action_repeat", "time_limit", "one_hot", "restart_on_error", "max_restarts", "restart_window")
 _EXTRA = {
-    "pinpad": (), "maze": (), "mazefile": (), "import": ("env_kwargs",),
+    "pinpad": (), "maze": (), "mazefile": (), "antmaze": (), "memorymaze": (),
+    "import": ("env_kwargs",),
     "minigrid": ("actions", "env_kwargs"),
     "miniworld": ("env_kwargs",), "gym": ("env_kwargs",),
     "dmlab": ("config",),
@@ -142,14 +155,19 @@ def describe(name: str) -> str:
         text = f"DeepMind Lab level {dmlab.level_path(world.target)} (first-person, 9 actions)"
     else:
         text = f"{world.kind} env {world.target} (image observations resized to size x size)"
-    if world.kind == "dmlab" and not _dmlab_installed():
-        text += " [needs deepmind_lab, not installed]"
+    needs = _NEEDS.get(world.kind, ())
+    if needs and not all(_installed(module) for module in needs):
+        text += f" [needs {', '.join(needs)}, not installed]"
     return text
 
 
-def _dmlab_installed() -> bool:
+_NEEDS = {"dmlab": ("deepmind_lab",), "antmaze": ("dm_control", "labmaze"),
+          "memorymaze": ("dm_control", "memory_maze")}
+
+
+def _installed(module: str) -> bool:
     try:
-        return importlib.util.find_spec("deepmind_lab") is not None
+        return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):   # e.g. a None placeholder in sys.modules
         return False
 
@@ -257,6 +275,10 @@ def _build(world: _World, opts: _Options) -> gym.Env:
         rows = mazes.load_layout(world.target) if world.kind == "mazefile" else None
         return mazes.GridMaze(world.target, rows=rows, size=opts.size, max_steps=opts.time_limit,
                               render_mode="rgb_array")
+    if world.kind == "antmaze":
+        return antmaze.AntMaze(world.target, size=opts.size, render_mode="rgb_array")
+    if world.kind == "memorymaze":
+        return memorymaze.MemoryMaze(world.target, size=opts.size, render_mode="rgb_array")
     if world.kind == "import":
         return external.make_import(world.target, size=opts.size, time_limit=opts.time_limit,
                                     env_kwargs=opts.env_kwargs)
@@ -275,6 +297,16 @@ def _build(world: _World, opts: _Options) -> gym.Env:
     raise AssertionError(world.kind)
 
 
+def _check_installed(name: str, world: _World) -> None:
+    """Raise the WorldError of a world whose optional simulator is missing, before any build."""
+    if world.kind == "dmlab":
+        dmlab.import_deepmind_lab()
+    elif world.kind == "antmaze":
+        dmenv.import_dm_control(name, "antmaze")
+    elif world.kind == "memorymaze":
+        memorymaze.tasks(name)
+
+
 def make(name: str, *, size: int = 64, seed: int | None = None, **options: Any) -> gym.Env:
     """Make world `name` as a gymnasium env; see the module docstring for names and options.
 
@@ -285,12 +317,13 @@ def make(name: str, *, size: int = 64, seed: int | None = None, **options: Any) 
     """
     world = _resolve(name)
     opts = _check_options(name, world, size, seed, options)
+    _check_installed(name, world)
     build: Callable[[], gym.Env] = functools.partial(_build, world, opts)
     env = (RestartOnError(build, max_restarts=opts.max_restarts, window=opts.restart_window)
            if opts.restart_on_error else build())
     if world.kind == "pinpad":
         env = TimeLimit(env, opts.time_limit or pinpad.EPISODE_STEPS)
-    elif world.kind == "dmlab" and opts.time_limit is not None:
+    elif world.kind in ("dmlab", "antmaze", "memorymaze") and opts.time_limit is not None:
         env = TimeLimit(env, opts.time_limit)
     if opts.action_repeat > 1 and world.kind != "dmlab":
         env = ActionRepeat(env, opts.action_repeat)
@@ -324,8 +357,7 @@ def make_vector(name: str, num_envs: int, *, size: int = 64, seed: int | None = 
     num_envs = _check_int("num_envs", num_envs, 1)
     world = _resolve(name)
     opts = _check_options(name, world, size, seed, options)
-    if world.kind == "dmlab":
-        dmlab.import_deepmind_lab()
+    _check_installed(name, world)
     seeds = [None if seed is None else seed + index for index in range(num_envs)]
     fns = [functools.partial(make, name, size=size, seed=s, **options) for s in seeds]
     if not asynchronous:
@@ -345,7 +377,8 @@ def make_vector(name: str, num_envs: int, *, size: int = 64, seed: int | None = 
 
 # --------------------------------------------------------------------------------------- gymnasium
 GYM_NAMESPACE = "director"
-_GYM_WORDS = {"pinpad": "PinPad", "minigrid": "MiniGrid", "miniworld": "MiniWorld", "dmlab": "DMLab"}
+_GYM_WORDS = {"pinpad": "PinPad", "minigrid": "MiniGrid", "miniworld": "MiniWorld", "dmlab": "DMLab",
+              "antmaze": "AntMaze", "memorymaze": "MemoryMaze"}
 
 
 def gymnasium_id(name: str) -> str:

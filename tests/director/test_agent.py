@@ -413,6 +413,45 @@ def test_continuous_worker_task_reward_ablation_is_differentiable_through_dynami
     assert not grads(agent.wm) and not grads(agent.manager)
 
 
+def imagine_from_batch(agent: Agent, monkeypatch, policy_of: torch.nn.Module) -> tuple[dict, list]:
+    """One imagination from the posterior of a batch, with the policy inputs it used."""
+    inputs: list[torch.Tensor] = []
+    policy = policy_of.policy
+    monkeypatch.setattr(policy_of, "policy", lambda x: inputs.append(x) or policy(x))
+    batch = make_batch(agent)
+    _, post, _ = agent.wm.loss(batch)
+    start = {k: v.flatten(0, 1).detach() for k, v in post.items()}
+    torch.manual_seed(0)
+    traj = agent.imagine(start, 1.0 - batch["is_terminal"].flatten(0, 1).float())
+    return traj, inputs
+
+
+@pytest.mark.parametrize("kind", ["director", "dreamer"])
+def test_continuous_policy_inputs_in_imagination_are_stop_gradient(monkeypatch, kind):
+    # With backprop through the dynamics, s_t depends on a_{t-1}; the actor must not also get
+    # gradients through its own later inputs (ALGORITHM.md §4: the worker's input is sg).
+    agent = make_agent(kind, ("continuous", 2))
+    traj, inputs = imagine_from_batch(agent, monkeypatch,
+                                      agent.worker.ac if kind == "director" else agent.actor)
+    assert len(inputs) == agent.cfg.imag_horizon
+    assert traj["feat"][:, 1:].requires_grad          # the dynamics path is kept ...
+    assert not any(x.requires_grad for x in inputs)   # ... the actor's own inputs are cut
+
+
+@pytest.mark.parametrize("kind", ["director", "dreamer"])
+def test_imagined_continuous_actions_are_clipped_with_straight_through_gradient(monkeypatch, kind):
+    agent = make_agent(kind, ("continuous", 2))
+    traj, _ = imagine_from_batch(agent, monkeypatch,
+                                 agent.worker.ac if kind == "director" else agent.actor)
+    action = traj["action"][:, :-1]
+    assert action.abs().max() <= 1.0
+    clipped = action.abs() == 1.0          # samples of Normal(tanh(.), std) beyond the range
+    assert clipped.any()
+    actor = (agent.worker.ac if kind == "director" else agent.actor).actor
+    grad = torch.autograd.grad(action[clipped].sum(), list(actor.parameters()), allow_unused=True)
+    assert any(g is not None and g.abs().sum() > 0 for g in grad)   # clipped ones still pass it
+
+
 # ---------------------------------------------------------------------------- compile
 @pytest.mark.skipif(compile_unavailable(torch.device("cpu")) is not None, reason="no C++ compiler")
 @pytest.mark.parametrize("action", [("discrete", 5), ("continuous", 2)])

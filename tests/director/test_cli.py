@@ -1,7 +1,10 @@
 """The command line: clear errors (exit 2, no traceback) and the main commands."""
 from __future__ import annotations
 
+import csv
+import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
@@ -9,7 +12,7 @@ import sys
 import pytest
 
 from director import config
-from director.run import train
+from director.run import load_module, train
 
 
 def _cli(*args):
@@ -134,3 +137,20 @@ def test_maze_layout_is_kept_in_the_run_so_eval_and_resume_work_after_the_file_m
     assert json.loads(result.stdout.splitlines()[-1])["world"] == f"maze:{moved.resolve() / 'maze.txt'}"
     train(None, resume=moved, progress=False, overrides=["train.steps=96"])
     assert config.load(moved / "config.yaml").env.world == f"maze:{moved.resolve() / 'maze.txt'}"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("dm_control") is None,
+                    reason='needs the MuJoCo extras: pip install -e ".[antmaze]" (make test installs them)')
+def test_director_trains_end_to_end_on_the_ant_maze_with_continuous_actions_and_vectors(tmp_path):
+    run = tmp_path / "ant"
+    result = _cli("train", "debug", "env.world=antmaze-s", "env.size=16", "train.steps=320",
+                  "replay.prefill=64", "train.log_every=16", "train.threads=1", f"train.run_dir={run}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    module, _ = load_module(run)
+    assert module.spec["action"] == ("continuous", 8)
+    assert {"joints_pos", "body_height", "world_zaxis"} <= set(module.spec["vectors"])
+    rows = [row for path in run.glob("logs/version_*/metrics.csv") for row in csv.DictReader(open(path))
+            if row.get("vector_loss")]
+    assert rows and float(rows[-1]["env_steps"]) == 320
+    for key in ("vector_loss", "image_loss", "worker/actor_loss", "manager/actor_loss", "goal_loss"):
+        assert all(math.isfinite(float(row[key])) for row in rows), key

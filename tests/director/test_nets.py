@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from director.nets import (Adaptive, ConvDecoder, ConvEncoder, Normalizer, OneHotDist, categorical_kl,
-                           make_optimizer, symexp, symlog)
+                           clip_straight_through, make_optimizer, symexp, symlog)
 from director.world_model import RSSM
 
 # Two shared cores: OpenMP threads spin against other processes and run ~40x slower.
@@ -27,6 +27,14 @@ def test_symlog_symexp_round_trip_and_hand_values():
 
 
 # ---------------------------------------------------------------------------- OneHotDist
+def test_clip_straight_through_clips_the_value_and_passes_the_identity_gradient():
+    x = torch.tensor([-2.5, -1.0, 0.3, 1.0, 4.0], requires_grad=True)
+    y = clip_straight_through(x)
+    assert y.tolist() == pytest.approx([-1.0, -1.0, 0.3, 1.0, 1.0])
+    (y * torch.arange(5.0)).sum().backward()
+    assert x.grad.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
 def test_onehot_sample_is_exact_one_hot_with_straight_through_gradient_to_logits():
     torch.manual_seed(0)
     logits = torch.randn(6, 3, 5, requires_grad=True)

@@ -8,7 +8,7 @@ import torch
 from torch.nn import functional as F
 
 from director import config as config_lib
-from director.nets import make_optimizer
+from director.nets import make_optimizer, symlog
 from director.world_model import RSSM, WorldModel, kl_balanced
 
 # Two shared cores: OpenMP threads spin against other processes and run ~40x slower.
@@ -29,6 +29,22 @@ def make_batch(b: int, t: int, size: int, actions: int = ACTIONS, seed: int = 0)
         "is_last": torch.zeros(b, t, dtype=torch.bool),
         "is_terminal": torch.zeros(b, t, dtype=torch.bool),
     }
+
+
+VECTORS = {"joints_pos": 3, "body_height": 1}   # what the Ant Maze's proprioception looks like
+
+
+def with_vectors(batch: dict[str, torch.Tensor], seed: int = 1) -> dict[str, torch.Tensor]:
+    """The batch plus VECTORS entries (B, T, n), large enough that symlog matters."""
+    g = torch.Generator().manual_seed(seed)
+    b, t = batch["reward"].shape
+    return {**batch, **{k: 20 * torch.randn(b, t, n, generator=g) for k, n in VECTORS.items()}}
+
+
+def vector_world_model(seed: int = 0) -> tuple[WorldModel, config_lib.Config]:
+    cfg = config_lib.load("debug")
+    torch.manual_seed(seed)
+    return WorldModel(cfg.model, (cfg.env.size,) * 2 + (3,), ACTIONS, VECTORS), cfg
 
 
 @pytest.fixture(scope="module")
@@ -273,3 +289,42 @@ def test_seeded_world_model_training_is_deterministic_on_cpu():
     a, b = one_step_losses(7), one_step_losses(7)
     assert a == b
     assert one_step_losses(8) != a
+
+
+# ---------------------------------------------------------------------------- vector observations
+def test_vector_observations_enter_the_embedding_through_their_own_encoder():
+    wm, cfg = vector_world_model()
+    batch = with_vectors(make_batch(2, 3, cfg.env.size))
+    with torch.no_grad():
+        embed = wm.embed(batch)
+        moved = wm.embed({**batch, "body_height": batch["body_height"] + 1.0})
+    assert embed.shape == (2, 3, wm.encoder.out_dim + cfg.model.mlp_units)
+    image_part = wm.encoder.out_dim
+    assert torch.equal(embed[..., :image_part], moved[..., :image_part])
+    assert not torch.allclose(embed[..., image_part:], moved[..., image_part:])
+    with pytest.raises(KeyError):
+        wm.embed(make_batch(2, 3, cfg.env.size))   # a world with vectors must send them
+
+
+def test_vector_loss_is_squared_error_in_symlog_space_summed_over_every_vector():
+    wm, cfg = vector_world_model()
+    batch = with_vectors(make_batch(2, 3, cfg.env.size))
+    with torch.no_grad():
+        loss, post, metrics = wm.loss(batch)
+        pred = wm.vec_decoder(wm.feat(post))
+    target = symlog(torch.cat([batch[k] for k in VECTORS], -1))
+    assert pred.shape == (2, 3, sum(VECTORS.values()))
+    assert metrics["vector_loss"].item() == pytest.approx(((pred - target) ** 2).sum(-1).mean().item(), rel=1e-5)
+    parts = metrics["image_loss"] + metrics["reward_loss"] + metrics["cont_loss"] + metrics["vector_loss"]
+    assert metrics["model_loss"].item() > parts.item()        # plus the (positive) scaled KL term
+    assert loss.item() == pytest.approx(metrics["model_loss"].item())
+
+
+def test_vector_loss_trains_the_vector_encoder_decoder_and_the_representation():
+    wm, cfg = vector_world_model()
+    batch = with_vectors(make_batch(2, 3, cfg.env.size))
+    _, _, metrics = wm.loss(batch)
+    metrics["vector_loss"].backward()
+    for part in (wm.vec_encoder, wm.vec_decoder, wm.rssm, wm.encoder):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters()), part
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in wm.decoder.parameters())
