@@ -35,11 +35,11 @@ def train(agent: str, args: argparse.Namespace, out: Path) -> subprocess.Popen:
     run = out / agent
     cmd = [sys.executable, "-m", "director", "train", args.preset, f"agent={agent}",
            f"env.world={args.world}", f"train.steps={args.steps}", f"train.run_dir={run}",
-           f"train.seed={args.seed}", "--no-progress"] + (["train.threads=1"] if args.parallel else [])
-    cmd += args.overrides
+           f"train.seed={args.seed}", "train.eval_episodes=0", "--no-progress"]  # evaluated below
+    cmd += (["train.threads=1"] if args.parallel else []) + args.overrides
     if (run / "checkpoints" / "last.ckpt").exists():
         cmd = [sys.executable, "-m", "director", "train", "--resume", str(run), f"train.steps={args.steps}",
-               "--no-progress"]
+               "train.eval_episodes=0", "--no-progress"]
     log = open(out / f"{agent}.log", "w")
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
                             env={**os.environ, "PYGLET_HEADLESS": "1"})
