@@ -13,6 +13,8 @@ A trajectory is a dict:
     rewards  {name: (N, T)}  reward r_{t+1} of each transition s_t -> s_{t+1}
     cont     (N, T+1)     probability that the episode continues at s_t
     weight0  (N,)         optional weight of s_0 (defaults to cont_0)
+    replay   (N,)         optional: 1 where s_0 is a replay state, 0 where it was imagined
+                          (worker segments after the first); defaults to all ones
 """
 from __future__ import annotations
 
@@ -89,9 +91,11 @@ class ActorCritic(nn.Module):
 
     `action`: ("discrete", vars, classes) or ("continuous", size). `scales` maps each critic
     name to the weight of its score in the advantage; critics with weight 0 are not built.
+    `min_stds` overrides `cfg.return_min_std`, the floor of a critic's return std, by name.
     """
 
-    def __init__(self, feat_size: int, action: tuple, scales: dict[str, float], cfg: ActorCriticConfig):
+    def __init__(self, feat_size: int, action: tuple, scales: dict[str, float], cfg: ActorCriticConfig,
+                 min_stds: dict[str, float] | None = None):
         super().__init__()
         self.cfg = cfg
         self.discrete = action[0] == "discrete"
@@ -104,7 +108,8 @@ class ActorCritic(nn.Module):
         self.critics = nn.ModuleDict({k: MLP(feat_size, 1, cfg.mlp_layers, cfg.mlp_units, out_scale=0.0)
                                       for k in self.scales})
         self.slow_critics = copy.deepcopy(self.critics).requires_grad_(False)
-        self.return_norms = nn.ModuleDict({k: Normalizer(cfg.return_decay, cfg.return_min_std)
+        min_stds = min_stds or {}
+        self.return_norms = nn.ModuleDict({k: Normalizer(cfg.return_decay, min_stds.get(k, cfg.return_min_std))
                                            for k in self.scales})
         self.advantage_norm = Normalizer(cfg.advantage_decay, 1e-8)
         self.entropy_scale = Adaptive(cfg.entropy_scale, cfg.entropy_target, 1e-5, 100.0,
@@ -168,9 +173,15 @@ class ActorCritic(nn.Module):
         else:
             objective = advantage
         actor_loss = -(weight[:, :-1] * (objective + self.entropy_scale() * entropy)).mean()
-        adapt_on = entropy if cfg.entropy_states == "all" else entropy[:, 0]
+        if cfg.entropy_states == "all":
+            adapt_on = entropy.mean()
+        elif "replay" in traj:  # the entropy at replay states only, where the agent acts
+            replay = traj["replay"].float()
+            adapt_on = (entropy[:, 0] * replay).sum() / replay.sum()
+        else:
+            adapt_on = entropy[:, 0].mean()
         metrics.update(critic_loss=critic_loss.detach(), actor_loss=actor_loss.detach(),
-                       entropy=adapt_on.mean().detach(), entropy_all=entropy.mean().detach(), entropy_scale=self.entropy_scale().clone())
+                       entropy=adapt_on.detach(), entropy_all=entropy.mean().detach(), entropy_scale=self.entropy_scale().clone())
         return critic_loss + actor_loss, metrics
 
     @torch.no_grad()

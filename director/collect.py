@@ -62,6 +62,15 @@ class RandomPolicy:
         return self.rng.uniform(-1, 1, (n, self.size)).astype(np.float32)
 
 
+def _cells(info: dict[str, Any], n: int) -> np.ndarray:
+    """(N,) int64 `info["cell"]` (the agent's grid cell, reported by grid worlds), -1 where unset."""
+    if "cell" not in info:
+        return np.full(n, -1, np.int64)
+    values = np.asarray(info["cell"]).astype(np.int64).reshape(n)
+    mask = np.asarray(info.get("_cell", np.ones(n, bool))).astype(bool).reshape(n)
+    return np.where(mask, values, -1)
+
+
 def _flag(info: dict[str, Any], key: str, n: int) -> np.ndarray:
     """(N,) bool from a vectorised info entry, False where its ``_key`` mask is unset."""
     if key not in info:
@@ -77,6 +86,8 @@ class Collector:
     Attributes:
         env_steps: total steps added (N per ``step`` call, reset observations included).
         episodes: total episodes finished.
+        visited: every cell (`info["cell"]`) seen so far, for worlds that report one: the
+            exploration coverage of the run.
     """
 
     def __init__(self, envs: gymnasium.vector.VectorEnv, replay: Any | None):
@@ -94,7 +105,14 @@ class Collector:
         self.action_size = action_size(self.action_space)
         self.env_steps = 0
         self.episodes = 0
+        self.visited: set[int] = set()
         self._obs: dict[str, np.ndarray] | None = None
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Collectors pickled before coverage was counted resume with it empty.
+        state.setdefault("visited", set())
+        state.setdefault("_cells", [set() for _ in range(state["num_envs"])])
+        self.__dict__.update(state)
 
     def reset(self, seed: int | None = None) -> None:
         """Reset all envs; the next ``step`` feeds their first observations (is_first)."""
@@ -108,6 +126,7 @@ class Collector:
         self._length = np.zeros(n, np.int64)
         self._success = np.zeros(n, bool)
         self._restarted = np.zeros(n, bool)
+        self._cells: list[set[int]] = [set() for _ in range(n)]
 
     def _observation(self, obs: dict[str, np.ndarray], reward: np.ndarray, is_first: np.ndarray,
                      is_last: np.ndarray, is_terminal: np.ndarray) -> dict[str, np.ndarray]:
@@ -124,7 +143,9 @@ class Collector:
         ``policy(obs) -> (N, A) float32`` sees the obs dict {image (N, H, W, 3), vectors,
         reward (N,), is_first (N,), is_last (N,), is_terminal (N,)}. Returns the episodes that
         finished with this observation: dicts {return, length, success, restarted, worker};
-        ``length`` counts env transitions (actions taken) in the episode.
+        ``length`` counts env transitions (actions taken) in the episode. Worlds that report
+        `info["cell"]` add ``cells`` (distinct cells of the episode) and ``coverage`` (distinct
+        cells of the whole run so far).
         """
         if self._obs is None:
             raise RuntimeError("Call Collector.reset() before Collector.step().")
@@ -132,27 +153,35 @@ class Collector:
         self._prev_action[obs["is_first"]] = 0.0
         success = _flag(self._info, "success", n)
         restarted = _flag(self._info, "restarted", n)
+        cells = _cells(self._info, n)
 
         finished = []
         for i in range(n):
             if obs["is_first"][i]:
                 self._return[i], self._length[i] = 0.0, 0
                 self._success[i], self._restarted[i] = False, False
+                self._cells[i] = set()
             else:
                 self._return[i] += float(obs["reward"][i])
                 self._length[i] += 1
             self._success[i] |= success[i]
             self._restarted[i] |= restarted[i]
+            if cells[i] >= 0:
+                self._cells[i].add(int(cells[i]))
+                self.visited.add(int(cells[i]))
             if self.replay is not None:
                 step = {k: v[i] for k, v in obs.items()}
                 step["action"] = self._prev_action[i]
                 self.replay.add(step, worker=i)
             if obs["is_last"][i]:
-                finished.append({
+                episode = {
                     "return": float(self._return[i]), "length": int(self._length[i]),
                     "success": bool(self._success[i]), "restarted": bool(self._restarted[i]),
                     "worker": i,
-                })
+                }
+                if self._cells[i]:
+                    episode.update(cells=len(self._cells[i]), coverage=len(self.visited))
+                finished.append(episode)
         self.env_steps += n
         self.episodes += len(finished)
 

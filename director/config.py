@@ -111,6 +111,11 @@ class ManagerConfig:
     goal_every: int = 16  # K: the manager picks a new goal every K steps
     extr: float = 1.0  # weight of the task-reward critic's score (0: pure exploration)
     expl: float = 0.1  # weight of the exploration-bonus critic's score (0: no bonus)
+    # Floor of the exploration critic's return std (ac.return_min_std floors the task-reward
+    # critic's). The bonus, a mean squared error of deter vectors, has no natural scale, so it
+    # is always normalised to unit scale; a task reward has one, and a floor of 1 (DreamerV3)
+    # keeps returns below it (reward-head noise before any reward is seen) from being scaled up.
+    expl_min_std: float = 0.01
     ac: ActorCriticConfig = field(default_factory=ActorCriticConfig)
 
 
@@ -145,7 +150,10 @@ class TrainConfig:
     # env steps between recorded images (TensorBoard: open-loop predictions, and for Director
     # an observation | decoded-goal strip, also saved to RUN_DIR/strips/); 0 = off
     record_every: int = 0
-    eval_episodes: int = 10  # end-of-run evaluation episodes (mode action) and random-policy ones; 0 = none
+    # Evaluation episodes (mode action, the same env seeds every time): at the end of a run
+    # (beside a uniform random policy's) and every eval_every env steps (RUN_DIR/evals.csv).
+    eval_episodes: int = 10  # 0 = no end-of-run evaluation
+    eval_every: int = 0  # env steps between evaluations during training; 0 = off
     accelerator: str = "auto"  # cpu | cuda | gpu | auto (Lightning)
     devices: int = 1  # processes/GPUs; > 1 runs DDP
     # 32-true | bf16-mixed (CPU and CUDA: matmuls and convolutions in bfloat16) | 16-mixed (CUDA)
@@ -248,17 +256,19 @@ def validate(cfg: Config) -> None:
         if not 0.0 <= flat[key] <= 1.0:
             raise ConfigError(f"Configuration value {key}={flat[key]} must lie in [0, 1].")
     for key, value in flat.items():
-        if key.endswith((".lr", ".eps", ".clip")) and value <= 0:
+        if key.endswith((".lr", ".eps", ".clip", "min_std")) and value <= 0:
             raise ConfigError(f"Configuration value {key}={value} must be > 0.")
         if key.endswith(("discount", "lambda_", "_decay")) and not 0.0 <= value <= 1.0:
             raise ConfigError(f"Configuration value {key}={value} must lie in [0, 1].")
         if key.endswith(("weight_decay", "kl_scale", "entropy_scale", "prefill", "horizon",
-                         "record_every", "threads", "unimix", "eval_episodes")) and value < 0:
+                         "record_every", "threads", "unimix", "eval_episodes", "eval_every")) and value < 0:
             raise ConfigError(f"Configuration value {key}={value} must be >= 0.")
     for option in cfg.env.options:
         if option in _OWNED_OPTIONS:
             raise ConfigError(f"env.options.{option} is not allowed: set it with "
                               f"{_OWNED_OPTIONS[option]} instead.")
+    if cfg.train.eval_every and not cfg.train.eval_episodes:
+        raise ConfigError("train.eval_every needs train.eval_episodes > 0 (the episodes of each evaluation).")
     if cfg.env.size not in (16, 32, 64):
         raise ConfigError(f"Configuration value env.size={cfg.env.size} is not supported; "
                           "the image encoder and decoder are built for 16, 32 or 64 pixels.")

@@ -210,6 +210,9 @@ class DirectorModule(L.LightningModule):
         rows.update(updates=float(self.agent.updates), skipped_updates=float(self.skipped_updates))
         if recent:
             rows["episode_length"] = float(np.mean([e["length"] for e in recent]))
+            if "cells" in recent[-1]:  # grid worlds: exploration, distinct cells visited
+                rows["episode_cells"] = float(np.mean([e.get("cells", 0) for e in recent]))
+                rows["coverage"] = float(max(e.get("coverage", 0) for e in recent))
         if stream and stream.goal_stats:
             rows.update(stream.goal_summary())
         self.log_dict(rows, batch_size=1)

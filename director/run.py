@@ -6,6 +6,7 @@ A run directory holds:
     tensorboard/version_<n>/       the same scalars, plus goal strips and open-loop predictions
                            as images (`tensorboard --logdir runs`)
     episodes.csv           one row per finished training episode
+    evals.csv              mode-action evaluations every train.eval_every env steps
     maze.txt               the layout of a `maze:PATH` world (the run reads this copy)
     checkpoints/last.ckpt  the latest atomic checkpoint (+ stream-rank<r>-<tag>.pkl files)
     replay/rank<r>/        episodes as compressed .npz files
@@ -74,7 +75,7 @@ def _loggers(run_dir: Path) -> list:
 class EpisodeWriter(L.Callback):
     """Appends each finished training episode to RUN_DIR/episodes.csv (rank 0)."""
 
-    FIELDS = ["env_steps", "return", "length", "success", "restarted", "worker"]
+    FIELDS = ["env_steps", "return", "length", "success", "restarted", "worker", "cells", "coverage"]
 
     def __init__(self, path: Path):
         self.path = path
@@ -167,6 +168,41 @@ def replay_chunks(replay: Any, n: int, seed: int) -> dict[str, np.ndarray] | Non
         replay.rng = own
 
 
+class Evaluator(L.Callback):
+    """Every `train.eval_every` env steps, runs `train.eval_episodes` episodes with the worker's
+    mode action on fixed env seeds (the same each time, apart from the training envs) and
+    appends {env_steps, updates, return, success, length} to RUN_DIR/evals.csv and the logged
+    metrics as eval/*. Its RNG is private (see `evaluate`), so training is unaffected (rank 0)."""
+
+    FIELDS = ["env_steps", "updates", "episodes", "return", "success", "length"]
+
+    def __init__(self, every: int, path: Path):
+        self.every, self.path, self._last = every, path, 0
+
+    def on_train_start(self, trainer: L.Trainer, module: DirectorModule) -> None:
+        self._last = (module.stream.env_steps if module.stream else 0) // self.every
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: DirectorModule, *args: Any) -> None:
+        if not trainer.is_global_zero or module.stream is None:
+            return
+        mark = module.stream.env_steps * trainer.world_size // self.every
+        if mark <= self._last:
+            return
+        self._last = mark
+        result = evaluate(module, episodes=module.cfg.train.eval_episodes, seed=EVAL_SEED, mode="eval")
+        row = {"env_steps": module.stream.env_steps * trainer.world_size,
+               "updates": int(module.agent.updates), **result}
+        exists = self.path.exists()
+        with open(self.path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.FIELDS, extrasaction="ignore")
+            if not exists:
+                writer.writeheader()
+            writer.writerow(row)
+        for logger in trainer.loggers:
+            logger.log_metrics({"eval/return": result["return"], "eval/success": result["success"]},
+                               step=trainer.global_step)
+
+
 def load_checkpoint_info(path: Path) -> dict:
     """The 'director' entry of a checkpoint, with clear errors for missing/corrupt files."""
     if not path.exists():
@@ -253,6 +289,8 @@ def train(cfg: Config | None = None, resume: str | Path | None = None, progress:
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     module = DirectorModule(cfg, run_dir=run_dir)
     callbacks: list = [RunCheckpoint(), EpisodeWriter(run_dir / "episodes.csv")]
+    if cfg.train.eval_every:
+        callbacks.append(Evaluator(cfg.train.eval_every, run_dir / "evals.csv"))
     if cfg.train.record_every:
         callbacks.append(GoalRecorder(cfg.train.record_every, run_dir / "strips"))
     if progress:
@@ -359,7 +397,7 @@ def summarize(done: list[dict]) -> dict[str, float]:
     return {"episodes": len(done), "return": mean("return"), "success": mean("success"), "length": mean("length")}
 
 
-def evaluate(module: DirectorModule, episodes: int = 10, seed: int = 12345, mode: str = "eval",
+def evaluate(module: DirectorModule, episodes: int = 10, seed: int = EVAL_SEED, mode: str = "eval",
              max_steps: int | None = None) -> dict[str, float]:
     """Run full episodes with the worker's mode action (`mode="train"`: sampled); return mean
     return and success rate. `seed` seeds the envs and the policy's sampling (the manager always
@@ -378,7 +416,7 @@ def evaluate(module: DirectorModule, episodes: int = 10, seed: int = 12345, mode
         return summarize(run_episodes(cfg.env, policy, episodes, seed, max_steps))
 
 
-def evaluate_random(env: EnvConfig, episodes: int = 10, seed: int = 12345) -> dict[str, float]:
+def evaluate_random(env: EnvConfig, episodes: int = 10, seed: int = EVAL_SEED) -> dict[str, float]:
     """`evaluate` for a uniform random policy on the same world, options and env seeds."""
     from director.collect import RandomPolicy
     probe = worlds.make(env.world, **env.world_options())

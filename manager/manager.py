@@ -41,7 +41,7 @@ class Manager(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.ac = ActorCritic(feat_size, ("discrete", code_vars, code_classes),
-                              {"extr": cfg.extr, "expl": cfg.expl}, cfg.ac)
+                              {"extr": cfg.extr, "expl": cfg.expl}, cfg.ac, {"expl": cfg.expl_min_std})
 
     def abstract_trajectory(self, traj: dict) -> dict:
         """traj: feat (N, H+1, F), code (N, H+1, V*C) = code active in each state,

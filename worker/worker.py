@@ -37,10 +37,11 @@ class Worker(nn.Module):
 
         traj: feat (N, H+1, F), deter (N, H+1, D), goal (N, H+1, D) = goal active in each state,
         action (N, H+1, A), extr (N, H+1) = predicted task reward (index 0 unused),
-        cont (N, H+1). Returns an actor-critic trajectory with batch (H/K * N) and K+1 states:
-        every state of segment i, its last included, is paired with the goal chosen at i*K,
-        and the reward for reaching s_{t+1} is measured against that goal, the one active
-        when a_t was taken.
+        cont (N, H+1). Returns an actor-critic trajectory with batch (H/K * N) and K+1 states,
+        segment i in rows i*N .. (i+1)*N - 1: every state of segment i, its last included, is
+        paired with the goal chosen at i*K, and the reward for reaching s_{t+1} is measured
+        against that goal, the one active when a_t was taken. `replay` marks the rows of
+        segment 0, the only ones that start from a replay state.
         """
         n, horizon = traj["feat"].shape[:2]
         horizon -= 1
@@ -54,11 +55,13 @@ class Worker(nn.Module):
             # Weight of the segment's first state: the chance of having got there.
             weight0 = torch.prod(traj["cont"][:, : i * k + 1], 1)
             segs.append({"feat": self.inputs(traj["feat"][:, sl], goal), "action": traj["action"][:, sl],
-                         "rewards": rewards, "cont": traj["cont"][:, sl], "weight0": weight0})
+                         "rewards": rewards, "cont": traj["cont"][:, sl], "weight0": weight0,
+                         "replay": torch.full_like(weight0, float(i == 0))})
         return {
             "feat": torch.cat([s["feat"] for s in segs]),
             "action": torch.cat([s["action"] for s in segs]),
             "rewards": {key: torch.cat([s["rewards"][key] for s in segs]) for key in segs[0]["rewards"]},
             "cont": torch.cat([s["cont"] for s in segs]),
             "weight0": torch.cat([s["weight0"] for s in segs]),
+            "replay": torch.cat([s["replay"] for s in segs]),
         }

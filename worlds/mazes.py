@@ -260,7 +260,7 @@ class GridMaze(MiniGridEnv):
     # ----------------------------------------------------------------------------- dynamics
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, _ = super().reset(seed=seed, options=options)
-        return obs, {"success": False}
+        return obs, {"success": False, "cell": self.cell()}
 
     def step(self, action: int):
         action = int(action)
@@ -275,7 +275,12 @@ class GridMaze(MiniGridEnv):
         at_goal = self.agent_pos == self.goal_pos
         reward = GOAL_REWARD if at_goal else 0.0
         truncated = self.step_count >= self.max_steps
-        return self.gen_obs(), reward, False, truncated, {"success": at_goal}
+        return self.gen_obs(), reward, False, truncated, {"success": at_goal, "cell": self.cell()}
+
+    def cell(self) -> int:
+        """The agent's cell as one integer, y * width + x (`info["cell"]`: exploration coverage)."""
+        x, y = self.agent_pos
+        return int(y * self.width + x)
 
     # ----------------------------------------------------------------------------- state queries
     def free_cells(self) -> list[tuple[int, int]]:

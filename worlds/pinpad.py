@@ -205,7 +205,7 @@ class PinPad(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         self._respawn()
-        return self._obs(), {"success": False}
+        return self._obs(), {"success": False, "cell": self.cell()}
 
     def step(self, action: int):
         action = int(action)
@@ -215,7 +215,7 @@ class PinPad(gym.Env):
             self._pause -= 1
             if self._pause == 0:
                 self._respawn()
-            return self._obs(), 0.0, False, False, {"success": False}
+            return self._obs(), 0.0, False, False, {"success": False, "cell": self.cell()}
         x, y = self.agent_pos
         dx, dy = MOVES[action]
         previous_pad = self.pad_at(self.agent_pos)
@@ -228,7 +228,12 @@ class PinPad(gym.Env):
         if self.history == self.target:
             reward, success = SUCCESS_REWARD, True
             self._pause = PAUSE_STEPS
-        return self._obs(), reward, False, False, {"success": success}
+        return self._obs(), reward, False, False, {"success": success, "cell": self.cell()}
+
+    def cell(self) -> int:
+        """The agent's cell as one integer, y * width + x (`info["cell"]`: exploration coverage)."""
+        x, y = self.agent_pos
+        return int(y * self.layout.shape[1] + x)
 
     def _respawn(self) -> None:
         """Put the agent on a random floor cell (not a pad) and clear the history."""

@@ -345,3 +345,16 @@ def test_entropy_coefficient_can_adapt_on_start_states_only():
         ent = ac.policy(traj["feat"][:, :-1]).normalized_entropy()
     assert float(metrics["entropy"]) == pytest.approx(float(ent[:, 0].mean()), rel=1e-5)
     assert float(metrics["entropy_all"]) == pytest.approx(float(ent.mean()), rel=1e-5)
+
+
+def test_start_entropy_is_measured_at_replay_rows_only():
+    """entropy_states=start adapts on the entropy of s_0 of the rows that start from replay."""
+    ac = make_ac(action=("discrete", 1, 3), entropy_states="start")
+    traj = traj_of(4, 3)
+    traj["replay"] = torch.tensor([1.0, 1.0, 0.0, 0.0])
+    _, metrics = ac.loss(traj)
+    entropy = ac.policy(traj["feat"][:, 0]).normalized_entropy()
+    torch.testing.assert_close(metrics["entropy"], entropy[:2].mean())
+    assert not torch.allclose(entropy[:2].mean(), entropy.mean())
+    del traj["replay"]
+    torch.testing.assert_close(ac.loss(traj)[1]["entropy"], entropy.mean())

@@ -185,3 +185,42 @@ def test_unsupported_spaces_and_autoreset_modes_are_rejected():
         Collector(envs, None)
     with pytest.raises(RuntimeError, match="reset"):
         Collector(SyncVectorEnv([lambda: CounterEnv()]), None).step(CyclePolicy())
+
+
+def test_episodes_report_distinct_cells_and_run_coverage_from_info_cell():
+    """`info["cell"]` (grid worlds) gives each episode its distinct cells and the run's coverage."""
+    import pickle
+
+    import functools
+
+    import worlds
+    envs = SyncVectorEnv([functools.partial(worlds.make, "maze-s", size=16)])
+    collector = Collector(envs, None)
+    collector.reset(seed=0)
+    right = lambda obs: np.eye(5, dtype=np.float32)[np.full(len(obs["is_first"]), 1)]  # noqa: E731
+    down = lambda obs: np.eye(5, dtype=np.float32)[np.full(len(obs["is_first"]), 3)]  # noqa: E731
+    done = []
+    for t in range(200):  # the maze-s time limit: one episode
+        done += collector.step(right if t < 100 else down)
+    done += collector.step(right)
+    assert len(done) == 1
+    # From S (1, 1): right once to (2, 1) (a wall after), then down to (2, 6): 1 + 1 + 5 cells.
+    assert done[0]["cells"] == 7 and done[0]["coverage"] == 7
+    assert collector.visited == {y * 8 + x for x, y in [(1, 1)] + [(2, y) for y in range(1, 7)]}
+    # The second episode goes right again: new episode cells, the run's coverage stays.
+    restored = pickle.loads(pickle.dumps(collector))
+    for c in (collector, restored):
+        for _ in range(202):
+            done = c.step(right)
+            if done:
+                break
+        assert done[0]["cells"] == 2 and done[0]["coverage"] == 7
+
+
+def test_worlds_without_cells_report_no_coverage():
+    collector, _ = make_collector()
+    collector.reset(seed=0)
+    done = []
+    for _ in range(8):
+        done += collector.step(CyclePolicy())
+    assert done and all("cells" not in ep and "coverage" not in ep for ep in done)

@@ -51,6 +51,21 @@ def test_resume_gives_the_same_next_metrics_as_an_uninterrupted_run(tmp_path):
     assert 0 < first_seconds < info["train_seconds"]  # training time adds up over the segments
 
 
+def test_periodic_evaluation_writes_evals_csv_and_leaves_training_unchanged(tmp_path):
+    common = FAST + CPU + ["train.steps=160", "env.world=maze-s"]
+    plain = train(config.load("debug", common + [f"train.run_dir={tmp_path / 'a'}"]), progress=False)
+    evaluated = train(config.load("debug", common + [f"train.run_dir={tmp_path / 'b'}", "train.eval_every=64",
+                                                      "train.eval_episodes=2"]), progress=False)
+    rows = list(csv.DictReader(open(evaluated / "evals.csv")))
+    assert [int(r["env_steps"]) // 64 for r in rows] == [1, 2]  # the first update past each multiple
+    assert all(r["episodes"] == "2" and float(r["length"]) == 200 for r in rows)  # maze-s: 200 steps
+    assert not (plain / "evals.csv").exists()
+    a, b = _metric_rows(plain), _metric_rows(evaluated)
+    assert a and a.keys() == b.keys()
+    for u in a:  # the evaluations' private RNG leaves the training stream as it was
+        assert a[u]["image_loss"] == b[u]["image_loss"] and a[u]["worker/actor_loss"] == b[u]["worker/actor_loss"]
+
+
 def test_checkpoint_write_crash_leaves_previous_checkpoint_usable(tmp_path, monkeypatch):
     run = train(config.load("debug", FAST + [f"train.run_dir={tmp_path}", "train.steps=96"]), progress=False)
     ckpt = run / "checkpoints" / "last.ckpt"

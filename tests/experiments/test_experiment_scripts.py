@@ -12,10 +12,10 @@ from PIL import Image
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 
 
-def _run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+def _run(script: str, *args: str, cwd: Path, timeout: int = 120) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYGLET_HEADLESS": "1", "LP_NUM_THREADS": "0"}
     return subprocess.run([sys.executable, str(EXPERIMENTS / script), *args], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=120)
+                          env=env, cwd=cwd, timeout=timeout)
 
 
 def _last_line(result: subprocess.CompletedProcess) -> str:
@@ -147,5 +147,25 @@ def test_bench_update_summary_line_and_peer_preset():
     # change an update: env.options, train.eval_episodes) stay out so that commit loads it too.
     from omegaconf import OmegaConf
     pinned = set(bench._flatten(OmegaConf.to_container(OmegaConf.load(EXPERIMENTS / "presets" / "peer.yaml"))))
-    later = ("train.compile", "env.options", "train.eval_episodes")
+    # manager.expl_min_std came later too; its default (0.01) is the baseline's behaviour.
+    later = ("train.compile", "env.options", "train.eval_episodes", "train.eval_every", "manager.expl_min_std")
     assert {k for k in config.valid_keys() if not k.startswith(later)} <= pinned
+
+
+def test_bench_learning_trains_seeds_and_reports_final_and_periodic_evaluations(tmp_path):
+    out = tmp_path / "out"
+    result = _run("bench_learning.py", "--preset", "debug", "--world", "maze-s", "--steps", "224",
+                  "--eval-every", "96", "--episodes", "2", "--agents", "director,dreamer", "--seeds", "0,1",
+                  "--jobs", "2", "--target", "1.0", "--out", str(out), "replay.prefill=64", "env.num_envs=1", cwd=tmp_path,
+                  timeout=600)
+    line = result.stdout.strip().splitlines()[-1]
+    # Debug-sized runs do not reach the goal, so the target 1.0 fails: exit code 1, FAIL line.
+    assert result.returncode == 1 and line.startswith("bench_learning: maze-s FAIL"), result.stdout + result.stderr
+    results = __import__("json").loads((out / "results.json").read_text())
+    assert set(results["runs"]) == {"director-s0", "director-s1", "dreamer-s0", "dreamer-s1"}
+    assert results["director"]["mode_success"]["mean"] < 1.0 and results["verdict"]["status"] == "FAIL"
+    for run in results["runs"]:
+        evals = (out / run / "evals.csv").read_text().splitlines()
+        assert evals[0].startswith("env_steps,updates,episodes,return,success") and len(evals) == 3
+        assert "coverage" in (out / run / "episodes.csv").read_text().splitlines()[0]
+    assert Image.open(out / "curves.png").size[0] > 1000

@@ -184,3 +184,12 @@ def test_prior_sample_is_uniform_one_hot_codes():
     assert torch.equal(per_var.sum(-1), torch.ones(500, ae.vars))
     freq = per_var.mean((0, 1))
     torch.testing.assert_close(freq, torch.full((ae.classes,), 1 / ae.classes), rtol=0, atol=0.05)
+
+
+def test_task_and_exploration_critics_have_their_own_return_floors():
+    cfg = config_lib.load("debug", ["manager.ac.return_min_std=1.0", "manager.expl_min_std=0.05"])
+    manager = Manager(cfg.manager, 8, cfg.goal.code_vars, cfg.goal.code_classes)
+    assert manager.ac.return_norms["extr"].min_std == 1.0
+    assert manager.ac.return_norms["expl"].min_std == 0.05
+    with pytest.raises(Exception, match="expl_min_std"):
+        config_lib.load("debug", ["manager.expl_min_std=0"])

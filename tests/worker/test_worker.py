@@ -171,3 +171,9 @@ def test_worker_inputs_concat_feat_and_goal():
     feat, goal = torch.randn(3, 4, F_), torch.randn(3, 4, D)
     out = Worker.inputs(feat, goal)
     torch.testing.assert_close(out, torch.cat([feat, goal], -1))
+
+
+def test_only_the_first_segment_starts_from_replay_states():
+    seg = make_worker().segments(make_traj()[0], K)
+    expected = torch.cat([torch.ones(N), torch.zeros((H // K - 1) * N)])
+    torch.testing.assert_close(seg["replay"], expected)
