@@ -150,7 +150,7 @@ class Agent(nn.Module):
     def manager_rows(self, n: int) -> int:
         """Of N imagined rollouts, the first ones follow the manager's goals; the remaining
         `worker.replay_goals` fraction follow goals from replay and train only the worker."""
-        return n - int(round(self.cfg.worker.replay_goals * n))
+        return self.cfg.worker.manager_rows(n)
 
     def imagine(self, start: State, cont0: torch.Tensor) -> dict[str, torch.Tensor]:
         """Imagination for H = horizon steps from start leaves (N, ...), with the world model

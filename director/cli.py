@@ -2,6 +2,7 @@
 
     director train [PRESET] [key=value ...]      train a new run (default preset: default)
     director train --resume RUN_DIR [key=value]  continue a run exactly where it stopped
+                   [--skip-corrupt-replay]      ... without replay files that cannot be read
     director eval RUN_DIR|CKPT [--world NAME] [--episodes N]
     director worlds list | show NAME [--steps N] [--out FILE]
     director config [PRESET] [key=value ...]     print the resolved configuration
@@ -33,7 +34,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if preset is not None:
             raise config_lib.ConfigError("--resume continues a run with its stored configuration; "
                                          f"drop the preset {preset!r} (train.* overrides are allowed).")
-        train(None, resume=args.resume, progress=not args.no_progress, overrides=overrides)
+        train(None, resume=args.resume, progress=not args.no_progress, overrides=overrides,
+              skip_corrupt_replay=args.skip_corrupt_replay)
     else:
         cfg = config_lib.load(preset or "default", overrides)
         train(cfg, progress=not args.no_progress, preset=preset or "default")
@@ -79,8 +81,16 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_goals(args: argparse.Namespace) -> int:
+    from director import checkpoints
+    from director.errors import ConfigError
+    from director.run import load_module
     from goal_vis.report import goals_command
-    return goals_command(args)
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes must be at least 1, got {args.episodes}.")
+    ckpt_path, run_dir = checkpoints.resolve(args.target)
+    module, info = load_module(args.target, world=args.world)
+    out = Path(args.out) if args.out else (run_dir if run_dir is not None else ckpt_path.parent) / "goals"
+    return goals_command(args, module, info, run_dir, out)
 
 
 def _train_epilog() -> str:
@@ -109,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(`director config --keys` lists every key)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue this run directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--skip-corrupt-replay", action="store_true",
+                   help="resume without replay files that are corrupt or missing (no longer exact)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a trained agent (worker's mode action)")

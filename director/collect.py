@@ -88,6 +88,7 @@ class Collector:
         episodes: total episodes finished.
         visited: every cell (`info["cell"]`) seen so far, for worlds that report one: the
             exploration coverage of the run.
+        restarts: env restarts after a crash (steps with ``info["restarted"]``).
     """
 
     def __init__(self, envs: gymnasium.vector.VectorEnv, replay: Any | None):
@@ -106,6 +107,7 @@ class Collector:
         self.env_steps = 0
         self.episodes = 0
         self.visited: set[int] = set()
+        self.restarts = 0
         self._obs: dict[str, np.ndarray] | None = None
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -154,6 +156,7 @@ class Collector:
         success = _flag(self._info, "success", n)
         restarted = _flag(self._info, "restarted", n)
         cells = _cells(self._info, n)
+        self.restarts += int(restarted.sum())
 
         finished = []
         for i in range(n):

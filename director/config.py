@@ -5,8 +5,9 @@ Every hyperparameter lives here, documented where it is defined. Presets are YAM
 with `base: NAME`); the command line overrides a preset with `key=value` pairs (dotted keys,
 e.g. `model.rssm.deter=512 manager.goal_every=8`).
 
-Defaults are the `default` CPU preset's values except where a preset says otherwise;
-`experiments/presets/paper.yaml` restores every published value of ALGORITHM.md.
+Defaults are the paper's published values (ALGORITHM.md) except manager.goal_every (16; the
+paper's K is 8) and the run length and logging intervals of `train`; `experiments/presets/
+paper.yaml` restores every published value, and the `default` preset sizes the networks for a CPU.
 """
 from __future__ import annotations
 
@@ -130,6 +131,11 @@ class WorkerConfig:
     replay_goals: float = 0.0
     ac: ActorCriticConfig = field(default_factory=ActorCriticConfig)
 
+    def manager_rows(self, n: int) -> int:
+        """Of N imagined rollouts, how many follow the manager's goals (the first ones); the
+        remaining `replay_goals` fraction follow goals from replay."""
+        return n - int(round(self.replay_goals * n))
+
 
 @dataclass
 class ReplayConfig:
@@ -164,6 +170,7 @@ class TrainConfig:
     # torch.compile mode: default | reduce-overhead (CUDA graphs) | max-autotune | max-autotune-no-cudagraphs
     compile_mode: str = "default"
     max_bad_updates: int = 10  # consecutive non-finite losses before the run stops
+    keep_checkpoints: int = 2  # checkpoints kept in RUN_DIR/checkpoints (the older ones are fallbacks)
     threads: int = 0  # torch CPU threads; 0 = torch's default
 
 
@@ -203,7 +210,7 @@ _POSITIVE_INT = (
     "model.cnn_depth", "model.mlp_layers", "model.mlp_units", "goal.code_vars", "goal.code_classes",
     "goal.mlp_layers", "goal.mlp_units", "manager.goal_every", "replay.capacity", "replay.batch",
     "replay.length", "replay.train_every", "train.steps", "train.log_every", "train.checkpoint_every",
-    "train.devices", "train.max_bad_updates",
+    "train.devices", "train.max_bad_updates", "train.keep_checkpoints",
 )
 _UNIT_INTERVAL = ("model.kl_balance", "worker.replay_goals")
 # Open mappings: their entries are free-form keys (`env.options.time_limit=100`), checked by
@@ -276,6 +283,12 @@ def validate(cfg: Config) -> None:
         raise ConfigError(
             f"horizon={cfg.horizon} must be a multiple of manager.goal_every="
             f"{cfg.manager.goal_every} (or 0 for 2 * goal_every).")
+    rollouts = cfg.replay.batch * cfg.replay.length  # imagination starts from every replay step
+    if cfg.agent == "director" and cfg.worker.manager_rows(rollouts) < 1:
+        raise ConfigError(
+            f"worker.replay_goals={cfg.worker.replay_goals} leaves the manager no imagined rollouts "
+            f"of the {rollouts} (replay.batch * replay.length) of an update, so it could not learn. "
+            f"Use a worker.replay_goals below {1 - 0.5 / rollouts:.4f}.")
     if cfg.replay.batch * cfg.replay.length > cfg.replay.capacity:
         raise ConfigError("replay.capacity must hold at least one batch (replay.batch * replay.length steps).")
 

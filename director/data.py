@@ -108,6 +108,7 @@ class ExperienceStream(IterableDataset):
             "collector": collector,
             "env_steps": self.collector.env_steps,
             "episodes_total": self.collector.episodes,
+            "restarts": self.collector.restarts,
             "carry": buf.getvalue(),
             "pending": {"episodes": list(self.episodes), "goal_stats": list(self.goal_stats)},
             "random": self.random.rng.bit_generator.state,
@@ -122,12 +123,14 @@ class ExperienceStream(IterableDataset):
             self.envs.close()
             self.collector = pickle.loads(state["collector"])
             self.collector.replay = self.replay
+            vars(self.collector).setdefault("restarts", 0)  # collectors pickled before it counted
             self.envs = self.collector.envs
             # On the CPU: the module moves it to its device (a run may resume on another device).
             self.carry = torch.load(io.BytesIO(state["carry"]), map_location="cpu", weights_only=False)
         else:  # envs start fresh episodes; the counters continue
             self.collector.env_steps = state["env_steps"]
             self.collector.episodes = state["episodes_total"]
+            self.collector.restarts = state.get("restarts", 0)  # absent in older stream files
             self.carry = None
         self.episodes = list(state["pending"]["episodes"])
         self.goal_stats.clear()

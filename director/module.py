@@ -28,6 +28,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader
 
 import worlds
+from director import checkpoints
 from director import config as config_lib
 from director.agent import Agent
 from director.collect import action_size, is_discrete
@@ -99,6 +100,8 @@ class DirectorModule(L.LightningModule):
         self.automatic_optimization = False
         self.run_dir = Path(run_dir) if run_dir else None
         self.stream: ExperienceStream | None = None
+        self._stream_tag: str | None = None  # tag of the stream file of the last checkpoint
+        self.skip_corrupt_replay = False  # resume without unreadable replay files (not exact)
         self._stream_state: dict | None = None
         self.bad_updates: torch.Tensor | float = 0.0  # consecutive non-finite losses (device value)
         self.skipped_updates: torch.Tensor | float = 0.0  # all non-finite losses (device value)
@@ -122,6 +125,7 @@ class DirectorModule(L.LightningModule):
         if self.stream is not None:
             self.stream.close()
         self.stream = ExperienceStream(self.cfg, self.make_envs, self.act, replay_dir, rank, world)
+        self.stream.replay.skip_corrupt = self.skip_corrupt_replay
         if self._stream_state is not None:
             self.stream.load_state_dict(self._stream_state)
             self.stream.carry = move_data_to_device(self.stream.carry, self.device)
@@ -208,6 +212,8 @@ class DirectorModule(L.LightningModule):
                 "with --resume.")
         rows = {k: float(v) for k, v in metrics.items() if k != "applied"}
         rows.update(updates=float(self.agent.updates), skipped_updates=float(self.skipped_updates))
+        if stream:
+            rows["env_restarts"] = float(stream.collector.restarts)  # this rank's envs
         if recent:
             rows["episode_length"] = float(np.mean([e["length"] for e in recent]))
             if "cells" in recent[-1]:  # grid worlds: exploration, distinct cells visited
@@ -223,7 +229,7 @@ class DirectorModule(L.LightningModule):
             "config": config_lib.to_dict(self.cfg), "spec": self.spec,
             "updates": int(self.agent.updates), "skipped_updates": int(self.skipped_updates),
             "env_steps": (self.stream.env_steps if self.stream else 0),
-            "stream_tag": getattr(self, "_stream_tag", None),
+            "stream_tag": self._stream_tag,
             "episode_log": self.episode_log,
             "train_seconds": self.elapsed_train_seconds(),
         }
@@ -234,12 +240,13 @@ class DirectorModule(L.LightningModule):
             raise CheckpointError("This checkpoint was not written by Director (no 'director' entry). "
                                   "Pass a checkpoint from a Director run directory.")
         self.skipped_updates = info["skipped_updates"]
+        self._stream_tag = info["stream_tag"]
         self.episode_log = list(info["episode_log"])
         self.train_seconds = info.get("train_seconds", 0.0)  # absent in older checkpoints
         tag = info["stream_tag"]
         if tag is not None and self.run_dir is not None:
             rank = self.global_rank if self._trainer else 0
-            path = self.run_dir / "checkpoints" / f"stream-rank{rank}-{tag}.pkl"
+            path = checkpoints.stream_path(self.run_dir / "checkpoints", rank, tag)
             try:
                 with open(path, "rb") as f:
                     self._stream_state = pickle.load(f)
@@ -258,14 +265,15 @@ class DirectorModule(L.LightningModule):
         self._stream_tag = tag
         folder = self.run_dir / "checkpoints"
         folder.mkdir(parents=True, exist_ok=True)
-        _atomic_pickle(self.stream.state_dict(), folder / f"stream-rank{self.global_rank}-{tag}.pkl")
+        _atomic_pickle(self.stream.state_dict(), checkpoints.stream_path(folder, self.global_rank, tag))
 
 
 class RunCheckpoint(L.Callback):
     """Atomic checkpoints of a run: every `every` env steps, on SIGTERM and on Ctrl-C.
 
-    Writes RUN_DIR/checkpoints/last.ckpt (via a temporary file and os.replace, so a crash
-    while writing leaves the previous checkpoint usable) plus one stream file per rank."""
+    Writes RUN_DIR/checkpoints/update-<updates>.ckpt (via a temporary file and os.replace)
+    plus one stream file per rank, then points last.ckpt at it; only then are the checkpoints
+    beyond the newest `train.keep_checkpoints` deleted (see `director.checkpoints`)."""
 
     def __init__(self, every: int | None = None):
         self.every = every
@@ -275,18 +283,18 @@ class RunCheckpoint(L.Callback):
         if module.run_dir is None or module.stream is None:
             return None
         folder = module.run_dir / "checkpoints"
-        tag = f"{int(module.agent.updates):09d}"
+        tag = checkpoints.tag_of(module.agent.updates, module.stream.env_steps)
         module.save_stream(tag)
         trainer.strategy.barrier("director-stream")
-        tmp = folder / "last.ckpt.tmp"
+        path = checkpoints.checkpoint_path(folder, tag)
+        tmp = path.with_name(path.name + ".tmp")
         trainer.save_checkpoint(tmp, weights_only=False)
         if trainer.is_global_zero:
-            os.replace(tmp, folder / "last.ckpt")
+            os.replace(tmp, path)
+            checkpoints.publish(folder, tag)
         trainer.strategy.barrier("director-ckpt")
-        for old in folder.glob(f"stream-rank{trainer.global_rank}-*.pkl"):
-            if not old.name.endswith(f"-{tag}.pkl"):
-                old.unlink()
-        return folder / "last.ckpt"
+        checkpoints.prune(folder, module.cfg.train.keep_checkpoints, trainer.global_rank, trainer.is_global_zero)
+        return folder / checkpoints.LAST
 
     def on_train_start(self, trainer: L.Trainer, module: DirectorModule) -> None:
         every = self.every or module.cfg.train.checkpoint_every

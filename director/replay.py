@@ -25,18 +25,45 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import zipfile
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from director.errors import CheckpointError
 
 AFTER_CHECKPOINT = "after_checkpoint"
+CORRUPT = "corrupt"  # where `skip_corrupt` moves unreadable episode files
 _NAME = re.compile(r"^(\d+)-(\d+)-(\d+)\.npz$")
 _STATE_VERSION = 1
+
+
+class EpisodeFile(NamedTuple):
+    """One episode file of a replay directory: ``{counter:08d}-{worker}-{length}.npz``."""
+
+    name: str
+    counter: int
+    worker: int
+    length: int
+
+
+def episode_files(directory: str | Path) -> list[EpisodeFile]:
+    """The episode files directly in ``directory`` (none if it does not exist), in the order
+    they were written."""
+    matches = (_NAME.match(p.name) for p in Path(directory).glob("*.npz"))
+    files = [EpisodeFile(m.group(0), *map(int, m.groups())) for m in matches if m]
+    return sorted(files, key=lambda f: f.counter)
+
+
+class ReplayFileError(CheckpointError):
+    """An episode file that the checkpoint lists is corrupt, unreadable or missing."""
+
+
+_SKIP_HINT = ("or resume with `director train --resume RUN_DIR --skip-corrupt-replay` to continue "
+              "without it (the resume is then no longer exact)")
 
 
 def _as_stored(key: str, value: Any) -> np.ndarray:
@@ -171,6 +198,9 @@ class Replay:
         self.capacity = int(capacity)
         self.length = int(length)
         self.rng = np.random.default_rng(seed)
+        # Loading: set aside (into corrupt/) and skip episode files that cannot be read,
+        # instead of raising ReplayFileError.
+        self.skip_corrupt = False
         self._streams: dict[int, _Stream] = {}
         self._fifo: deque[_Episode] = deque()  # completed episodes in memory, oldest first
         self._keys: dict[str, tuple[tuple[int, ...], np.dtype]] | None = None
@@ -324,10 +354,10 @@ class Replay:
             if any(len(v) != length for v in data.values()) or length == 0:
                 raise ValueError("arrays of different lengths")
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-            raise CheckpointError(
+            raise ReplayFileError(
                 f"Replay file {path} is corrupt or unreadable ({type(e).__name__}: {e}). It was "
                 f"probably cut short by a crash or a full disk. Move it out of {self.directory} "
-                f"(or delete it) and start again; the other episodes are unaffected.") from e
+                f"(or restore it from a backup), {_SKIP_HINT}; the other episodes are unaffected.") from e
         if self._keys is not None:
             keys = {k: (v.shape[1:], v.dtype) for k, v in data.items()}
             if keys != self._keys:
@@ -357,8 +387,33 @@ class Replay:
 
     def _files(self) -> list[str]:
         """Episode files directly in the directory, in the order they were written."""
-        names = [p.name for p in self.directory.glob("*.npz") if _NAME.match(p.name)]
-        return sorted(names, key=lambda n: int(_NAME.match(n).group(1)))
+        return [f.name for f in episode_files(self.directory)]
+
+    def _read_all(self, names: list[str]) -> list[_Episode]:
+        """The episodes of files `names`, in order. A file that is missing or unreadable raises
+        ReplayFileError, or with `skip_corrupt` is moved into corrupt/ and skipped (named on
+        stderr)."""
+        episodes, skipped = [], []
+        for name in names:
+            try:
+                if not (self.directory / name).exists():
+                    raise ReplayFileError(
+                        f"Replay file {self.directory / name} is listed in the checkpoint but missing. "
+                        f"Restore it into {self.directory} (look in {AFTER_CHECKPOINT}/ or a backup), "
+                        f"{_SKIP_HINT}.")
+                episodes.append(_Episode(self._read(name), int(_NAME.match(name).group(2)), name))
+            except ReplayFileError:
+                if not self.skip_corrupt:
+                    raise
+                skipped.append(name)
+                if (self.directory / name).exists():
+                    (self.directory / CORRUPT).mkdir(exist_ok=True)
+                    os.replace(self.directory / name, self.directory / CORRUPT / name)
+        if skipped:
+            print(f"director: skipped {len(skipped)} corrupt or missing replay file(s) in {self.directory} "
+                  f"({', '.join(skipped)}; the unreadable ones are now in {CORRUPT}/): the replay lacks "
+                  "those episodes, so this resume is no longer exact.", file=sys.stderr)
+        return episodes
 
     def load(self) -> int:
         """Load the newest episodes of the directory (up to capacity) not already in memory.
@@ -377,8 +432,7 @@ class Replay:
                 break
             chosen.append(name)
             room -= length
-        episodes = [_Episode(self._read(n), int(_NAME.match(n).group(2)), n)
-                    for n in reversed(chosen)]
+        episodes = self._read_all(list(reversed(chosen)))
         for worker in {e.worker for e in episodes}:
             stream = self._streams.setdefault(worker, _Stream())
             stream.episodes.extendleft(reversed([e for e in episodes if e.worker == worker]))
@@ -435,14 +489,7 @@ class Replay:
         if self.directory is not None:
             self._move_aside(set(state["files"]), state["counter"])
             self._counter = max(state["counter"], self._next_counter())
-        episodes = []
-        for name in state["files"]:
-            if not (self.directory / name).exists():
-                raise CheckpointError(
-                    f"Replay file {self.directory / name} is listed in the checkpoint but "
-                    f"missing. Restore it into {self.directory} (look in {AFTER_CHECKPOINT}/ or "
-                    f"a backup), or resume from a newer checkpoint.")
-            episodes.append(_Episode(self._read(name), int(_NAME.match(name).group(2)), name))
+        episodes = self._read_all(state["files"])
         for worker, data in state["episodes"]:
             self._adopt_keys(data)
             episodes.append(_Episode({k: v.copy() for k, v in data.items()}, worker, None))

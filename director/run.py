@@ -8,7 +8,9 @@ A run directory holds:
     episodes.csv           one row per finished training episode
     evals.csv              mode-action evaluations every train.eval_every env steps
     maze.txt               the layout of a `maze:PATH` world (the run reads this copy)
-    checkpoints/last.ckpt  the latest atomic checkpoint (+ stream-rank<r>-<tag>.pkl files)
+    after_checkpoint/      history rows written after the checkpoint a resume started from
+    checkpoints/           the newest train.keep_checkpoints atomic checkpoints, last.ckpt the
+                           newest, with their stream files (see director.checkpoints)
     replay/rank<r>/        episodes as compressed .npz files
     strips/                episode strips recorded every train.record_every env steps
     summary.json           the end-of-run summary: evaluation next to a random policy, training
@@ -30,6 +32,7 @@ import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 import worlds
+from director import checkpoints, history
 from director import config as config_lib
 from director.config import Config, EnvConfig
 from director.errors import CheckpointError, ConfigError
@@ -65,11 +68,14 @@ def use_run_layout(cfg: Config, run_dir: Path, new_run: bool) -> None:
         cfg.env.world = MAZE_PREFIX + str(kept)
 
 
-def _loggers(run_dir: Path) -> list:
+def _loggers(run_dir: Path, purge_step: int | None = None) -> list:
+    """CSV (one file per training session, logs/version_<n>/metrics.csv: resuming never
+    overwrites) and TensorBoard (one event folder for the whole run, whose events from
+    `purge_step` on, written after the checkpoint a resume starts from, TensorBoard hides)."""
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-    # One CSV and one TensorBoard folder per training session: resuming never overwrites.
     return [CSVLogger(save_dir=str(run_dir), name="logs"),
-            TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", default_hp_metric=False)]
+            TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=0, purge_step=purge_step,
+                              default_hp_metric=False)]
 
 
 class EpisodeWriter(L.Callback):
@@ -203,37 +209,12 @@ class Evaluator(L.Callback):
                                step=trainer.global_step)
 
 
-def load_checkpoint_info(path: Path) -> dict:
-    """The 'director' entry of a checkpoint, with clear errors for missing/corrupt files."""
-    if not path.exists():
-        raise CheckpointError(f"No checkpoint at {path}. Pass a run directory that contains "
-                              "checkpoints/last.ckpt, or a .ckpt file.")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001
-        raise CheckpointError(f"The checkpoint {path} is corrupt or unreadable ({type(e).__name__}). "
-                              "Use an earlier copy or start a new run; nothing was changed.") from None
-    if not isinstance(ckpt, dict) or "director" not in ckpt or "state_dict" not in ckpt:
-        raise CheckpointError(f"{path} is not a Director checkpoint. Pass checkpoints/last.ckpt of a run.")
-    return ckpt
-
-
-def resolve_checkpoint(target: str | Path) -> tuple[Path, Path | None]:
-    """RUN_DIR or checkpoint file -> (checkpoint path, run dir or None)."""
-    target = Path(target)
-    if target.is_dir():
-        return target / "checkpoints" / "last.ckpt", target
-    if target.parent.name == "checkpoints":
-        return target, target.parent.parent
-    return target, None
-
-
 def make_trainer(cfg: Config, run_dir: Path, callbacks: list, progress: bool = True,
-                 epochs: int = 1) -> L.Trainer:
+                 epochs: int = 1, purge_step: int | None = None) -> L.Trainer:
     strategy = "ddp" if cfg.train.devices > 1 else "auto"
     return L.Trainer(
         accelerator=cfg.train.accelerator, devices=cfg.train.devices, strategy=strategy,
-        precision=cfg.train.precision, max_epochs=epochs, logger=_loggers(run_dir), callbacks=callbacks,
+        precision=cfg.train.precision, max_epochs=epochs, logger=_loggers(run_dir, purge_step), callbacks=callbacks,
         enable_progress_bar=progress, enable_model_summary=False,
         log_every_n_steps=max(1, cfg.train.log_every // cfg.replay.train_every),
         enable_checkpointing=False, num_sanity_val_steps=0, deterministic=False)
@@ -251,34 +232,46 @@ def check_world(cfg: Config) -> None:
 
 
 def train(cfg: Config | None = None, resume: str | Path | None = None, progress: bool = True,
-          overrides: list[str] | tuple[str, ...] = (), preset: str | None = None) -> Path:
+          overrides: list[str] | tuple[str, ...] = (), preset: str | None = None,
+          skip_corrupt_replay: bool = False) -> Path:
     """Train a new run (cfg) or continue one (resume=RUN_DIR, with optional `train.*`
     overrides such as a larger train.steps). Prints one start line, the progress bar (unless
     `progress=False`) and the summary (`run_summary`, also RUN_DIR/summary.json); `preset`
-    only names the preset in the start line. Returns the run directory."""
+    only names the preset in the start line. Returns the run directory.
+
+    A resume first moves the history written after the checkpoint aside (`director.history`).
+    `skip_corrupt_replay`: continue without replay files that are corrupt or missing (named
+    on stderr; the resume is then no longer exact) instead of stopping."""
     from director import console
     console.quiet_console()
-    ckpt_path, epochs, resumed_at = None, 1, None
+    ckpt_path, epochs, resumed_at, purge_step = None, 1, None, None
+    # DDP: Lightning re-launches this command for ranks > 0; only rank 0 touches shared files.
+    rank_zero = os.environ.get("LOCAL_RANK", "0") == "0"
     if resume is not None:
-        ckpt_path, run_dir = resolve_checkpoint(resume)
-        if run_dir is None:
+        if checkpoints.resolve(resume)[1] is None:
             raise CheckpointError(f"--resume needs a run directory (or its checkpoints/last.ckpt), got {resume}.")
-        ckpt = load_checkpoint_info(ckpt_path)
+        ckpt_path, ckpt, run_dir = checkpoints.load(resume, streams=True)
         cfg = config_lib.apply_overrides(config_lib.from_dict(ckpt["director"]["config"]), overrides, only="train.")
         cfg.train.run_dir = str(run_dir)
         use_run_layout(cfg, run_dir, new_run=False)
         epochs = int(ckpt.get("epoch", 0)) + 1  # a finished run continues in a new epoch
         resumed_at = int(ckpt["director"]["env_steps"]) * cfg.train.devices
+        step = history.checkpoint_step(ckpt)
+        purge_step = step + 1
+        if rank_zero:
+            history.supersede(run_dir, len(ckpt["director"]["episode_log"]), step, resumed_at)
         del ckpt
     else:
         assert cfg is not None
-        # DDP: Lightning re-launches this command for ranks > 0; they inherit the run directory.
-        shared = os.environ.get("DIRECTOR_RUN_DIR") if os.environ.get("LOCAL_RANK", "0") != "0" else None
+        # Ranks > 0 of a DDP run inherit the run directory.
+        shared = None if rank_zero else os.environ.get("DIRECTOR_RUN_DIR")
         run_dir = Path(shared or cfg.train.run_dir or default_run_dir(cfg))
         os.environ["DIRECTOR_RUN_DIR"] = str(run_dir)
         if shared is None and (run_dir / "checkpoints" / "last.ckpt").exists():
             raise ConfigError(f"The run directory {run_dir} already holds a run. Continue it with "
                               f"`director train --resume {run_dir}`, or choose another train.run_dir.")
+        if rank_zero:  # a run that stopped before its first checkpoint starts over: so does its history
+            history.supersede(run_dir, 0, -1)
     check_world(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     if resume is None:
@@ -288,6 +281,7 @@ def train(cfg: Config | None = None, resume: str | Path | None = None, progress:
         torch.set_num_threads(cfg.train.threads)
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     module = DirectorModule(cfg, run_dir=run_dir)
+    module.skip_corrupt_replay = skip_corrupt_replay
     callbacks: list = [RunCheckpoint(), EpisodeWriter(run_dir / "episodes.csv")]
     if cfg.train.eval_every:
         callbacks.append(Evaluator(cfg.train.eval_every, run_dir / "evals.csv"))
@@ -295,7 +289,7 @@ def train(cfg: Config | None = None, resume: str | Path | None = None, progress:
         callbacks.append(GoalRecorder(cfg.train.record_every, run_dir / "strips"))
     if progress:
         callbacks.append(console.ProgressBar())
-    trainer = make_trainer(cfg, run_dir, callbacks, progress, epochs)
+    trainer = make_trainer(cfg, run_dir, callbacks, progress, epochs, purge_step)
     if trainer.is_global_zero:
         print(console.start_line(cfg, trainer, run_dir, preset, resumed_at), flush=True)
     try:
@@ -346,8 +340,7 @@ def _finish(summary: dict[str, Any], run_dir: Path) -> None:
 
 def load_module(target: str | Path, world: str | None = None) -> tuple[DirectorModule, dict]:
     """Load a trained DirectorModule from RUN_DIR or a checkpoint file (CPU, eval mode)."""
-    ckpt_path, run_dir = resolve_checkpoint(target)
-    ckpt = load_checkpoint_info(ckpt_path)
+    ckpt_path, ckpt, run_dir = checkpoints.load(target)
     info = ckpt["director"]
     cfg = config_lib.from_dict(info["config"])
     if run_dir is not None:
@@ -369,7 +362,7 @@ def load_module(target: str | Path, world: str | None = None) -> tuple[DirectorM
         raise CheckpointError(f"The checkpoint {ckpt_path} does not match its configuration ({e}). "
                               "It may come from another version of Director.") from None
     module.eval()
-    return module, info
+    return module, {**info, "checkpoint": str(ckpt_path)}
 
 
 def run_episodes(env: EnvConfig, policy, episodes: int, seed: int,

@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from director.config import WorldModelConfig
 from director.nets import (MLP, Adaptive, ConvDecoder, ConvEncoder, DenseNorm, OneHotDist,
-                           categorical_kl, init_small, symexp, symlog)
+                           categorical_kl, symexp, symlog)
 
 State = dict[str, torch.Tensor]
 

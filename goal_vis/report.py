@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from director import checkpoints
 from goal_vis import html, imaging
 from goal_vis.atlas import atlas_image
 from goal_vis.curves import plot_curves
@@ -55,19 +56,11 @@ OPEN_LOOP_LENGTH = 50  # frames per open-loop chunk (context + prediction)
 CONTEXT = 5
 
 
-def goals_command(args: argparse.Namespace) -> int:
-    """Entry point of `director goals`; user errors propagate as UserError / WorldError."""
-    from director.errors import ConfigError
-
-    episodes = int(getattr(args, "episodes", 1))
-    if episodes < 1:
-        raise ConfigError(f"--episodes must be at least 1, got {episodes}.")
-    summary = make_report(args.target, world=getattr(args, "world", None), episodes=episodes,
-                          out=getattr(args, "out", None), seed=int(getattr(args, "seed", 0)),
-                          max_steps=int(getattr(args, "max_steps", 2000) or 2000),
-                          video_steps=int(getattr(args, "video_steps", 300) or 300),
-                          horizon=int(getattr(args, "horizon", 64) or 64))
-    out = Path(summary["out"])
+def goals_command(args: argparse.Namespace, module: Any, info: dict, run_dir: Path | None, out: Path) -> int:
+    """`director goals` for a loaded module (the CLI loads it); prints the summary lines."""
+    summary = make_report(module, info, out, run_dir=run_dir, episodes=int(args.episodes),
+                          seed=int(args.seed), max_steps=int(args.max_steps or 2000),
+                          video_steps=int(args.video_steps or 300), horizon=int(args.horizon or 64))
     quality = summary["goal_reaching"]
     print(f"goals: {quality['periods']} goal periods, max-cosine at period end "
           f"{_fmt(quality['mean'])} (>{THRESHOLD}: {_fmt(quality['frac_above'])}); "
@@ -93,7 +86,7 @@ def _stream_pending(run_dir: Path, info: dict) -> dict[int, dict[str, np.ndarray
     tag = info.get("stream_tag")
     if tag is None:
         return {}
-    path = run_dir / "checkpoints" / f"stream-rank0-{tag}.pkl"
+    path = checkpoints.stream_path(run_dir / "checkpoints", 0, tag)
     try:
         with open(path, "rb") as f:
             state = pickle.load(f)
@@ -105,13 +98,12 @@ def _stream_pending(run_dir: Path, info: dict) -> dict[int, dict[str, np.ndarray
 def run_replay(run_dir: Path | None, info: dict, want: int):
     """A Replay holding the run's newest episodes and unfinished steps, with chunk length
     min(want, longest available sequence), or None when there are too few steps."""
-    from director.replay import _NAME, Replay
+    from director.replay import Replay, episode_files
 
     if run_dir is None:
         return None
     directory = run_dir / "replay" / "rank0"
-    lengths = [int(m.group(3)) for m in (_NAME.match(p.name) for p in directory.glob("*.npz")) if m] \
-        if directory.is_dir() else []
+    lengths = [f.length for f in episode_files(directory)]
     pending = _stream_pending(run_dir, info)
     lengths += [len(v["is_first"]) for v in pending.values()]
     if not lengths or max(lengths) < CONTEXT + 1:
@@ -247,37 +239,29 @@ def goal_metrics(records: list[EpisodeRecord], probe: StateProbe, agent: Any) ->
 
 
 # ---------------------------------------------------------------------------------- report
-def default_out(target: str | Path) -> Path:
-    from director.run import resolve_checkpoint
-
-    ckpt, run_dir = resolve_checkpoint(target)
-    return (run_dir if run_dir is not None else ckpt.parent) / "goals"
-
-
-def make_report(target: str | Path, world: str | None = None, episodes: int = 1,
-                out: str | Path | None = None, seed: int = 0, max_steps: int = 2000,
+def make_report(module: Any, info: dict, out: str | Path, run_dir: Path | None = None, episodes: int = 1,
+                seed: int = 0, max_steps: int = 2000,
                 video_steps: int = 300, horizon: int = 64, rollout_starts: int = 2,
                 open_loop_chunks: int = 3, mode: str = "eval") -> dict:
-    """Build every figure, report.html and summary.json for RUN_DIR or a checkpoint; returns the
-    summary. Raises CheckpointError / WorldError for bad input.
+    """Build every figure, report.html and summary.json into `out` for a trained DirectorModule
+    (`info`: its checkpoint's director entry; `run_dir`: its run directory, for the replay and
+    the curves, or None); returns the summary. Raises CheckpointError / WorldError for bad input.
 
     `episodes` episodes of at most `max_steps` env steps each (worker actions by `mode`: "eval"
     takes the worker's mode action, "train" samples it; the manager always samples); the video
     shows the first `video_steps` steps of episode 0; the worker rollouts run `horizon` imagined
     steps from `rollout_starts` start states; the open-loop figure shows `open_loop_chunks` chunks.
-    Output goes to `out` (default RUN_DIR/goals, or `goals/` next to a bare checkpoint file)."""
+    """
     import worlds
     from director.errors import CheckpointError
-    from director.run import load_module, resolve_checkpoint
 
     started = time.time()
-    module, info = load_module(target, world=world)
     cfg, agent = module.cfg, module.agent
     if getattr(agent, "goal_ae", None) is None:
         raise CheckpointError(f"The checkpoint's agent is {cfg.agent!r}, which has no goals: "
                               "`director goals` needs a Director run (agent=director).")
-    ckpt_path, run_dir = resolve_checkpoint(target)
-    out = Path(out) if out else default_out(target)
+    ckpt_path = info.get("checkpoint", "")
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     k = agent.goal_every
     files: dict[str, str | None] = {}
@@ -328,7 +312,7 @@ def make_report(target: str | Path, world: str | None = None, episodes: int = 1,
     files["curves"] = curves.name if curves else None
 
     summary = {
-        "out": str(out), "target": str(target), "checkpoint": str(ckpt_path),
+        "out": str(out), "checkpoint": str(ckpt_path),
         "world": cfg.env.world, "image_size": cfg.env.size, "goal_every": k,
         "updates": info.get("updates"), "env_steps": info.get("env_steps"), "seed": seed,
         "episodes": [{"return": r.ret, "length": r.length - 1, "success": r.success,

@@ -14,7 +14,6 @@ from director.actor_critic import ActorCritic
 from director.config import WorkerConfig
 from worker.goal_reward import GOAL_REWARDS
 
-State = dict[str, torch.Tensor]
 
 
 class Worker(nn.Module):

@@ -18,7 +18,12 @@ Options accepted by every world (keyword arguments of `make`):
                       action_repeat
     one_hot           discrete worlds take one-hot float vectors, action space Box(0, 1, (n,))
                       (default False: Discrete(n)). Director's agent uses True.
-    restart_on_error  rebuild the simulator when it raises (default: True for DMLab, else False)
+    restart_on_error  rebuild the simulator when it raises, and a subprocess vector env whose
+                      worker died (default True); the broken episode ends truncated and is marked
+                      info["restarted"]
+    max_restarts      more restarts than this within restart_window seconds stop the run with a
+                      WorldError (default 10)
+    restart_window    seconds (default 3600)
 Per world kind:
     minigrid-* / minigrid:<id>   actions: "move" (turn left, turn right, forward) or "all" (7)
     minigrid / miniworld / gym   env_kwargs: dict passed to gymnasium.make
@@ -44,7 +49,7 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, Vecto
 from worlds import dmlab, external, mazes, pinpad
 from worlds.errors import WorldError, close_matches, did_you_mean
 from worlds.wrappers import (ActionRepeat, NormalizeActions, OneHotActions, RestartOnError,
-                             SeedFirstReset, TimeLimit)
+                             RestartVectorOnError, SeedFirstReset, TimeLimit)
 
 
 @dataclass(frozen=True)
@@ -105,7 +110,7 @@ _PATTERNS: dict[str, str] = {
 }
 _IMPORT_SPEC = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 
-_COMMON = ("action_repeat", "time_limit", "one_hot", "restart_on_error")
+_COMMON = ("action_repeat", "time_limit", "one_hot", "restart_on_error", "max_restarts", "restart_window")
 _EXTRA = {
     "pinpad": (), "maze": (), "mazefile": (), "import": ("env_kwargs",),
     "minigrid": ("actions", "env_kwargs"),
@@ -175,6 +180,8 @@ class _Options:
     time_limit: int | None
     one_hot: bool
     restart_on_error: bool
+    max_restarts: int
+    restart_window: float
     actions: str
     env_kwargs: dict[str, Any]
     config: dict[str, Any]
@@ -186,6 +193,12 @@ def _check_int(option: str, value: Any, low: int, high: int | None = None) -> in
         allowed = f"an integer from {low} to {high}" if high is not None else f"an integer >= {low}"
         raise WorldError(f"Option {option}={value!r} is not allowed: {option} must be {allowed}.")
     return int(value)
+
+
+def _check_positive(option: str, value: Any) -> float:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not value > 0:
+        raise WorldError(f"Option {option}={value!r} is not allowed: {option} must be a number > 0.")
+    return float(value)
 
 
 def _check_bool(option: str, value: Any) -> bool:
@@ -227,7 +240,9 @@ def _check_options(name: str, world: _World, size: Any, seed: Any,
         action_repeat=_check_int("action_repeat", repeat, 1),
         time_limit=None if time_limit is None else _check_int("time_limit", time_limit, 1),
         one_hot=_check_bool("one_hot", values.get("one_hot", False)),
-        restart_on_error=_check_bool("restart_on_error", values.get("restart_on_error", is_dmlab)),
+        restart_on_error=_check_bool("restart_on_error", values.get("restart_on_error", True)),
+        max_restarts=_check_int("max_restarts", values.get("max_restarts", 10), 1),
+        restart_window=_check_positive("restart_window", values.get("restart_window", 3600.0)),
         actions=actions,
         env_kwargs=_check_dict("env_kwargs", values.get("env_kwargs", {})),
         config=_check_dict("config", values.get("config", {})),
@@ -271,7 +286,8 @@ def make(name: str, *, size: int = 64, seed: int | None = None, **options: Any) 
     world = _resolve(name)
     opts = _check_options(name, world, size, seed, options)
     build: Callable[[], gym.Env] = functools.partial(_build, world, opts)
-    env = RestartOnError(build) if opts.restart_on_error else build()
+    env = (RestartOnError(build, max_restarts=opts.max_restarts, window=opts.restart_window)
+           if opts.restart_on_error else build())
     if world.kind == "pinpad":
         env = TimeLimit(env, opts.time_limit or pinpad.EPISODE_STEPS)
     elif world.kind == "dmlab" and opts.time_limit is not None:
@@ -297,7 +313,8 @@ def make_vector(name: str, num_envs: int, *, size: int = 64, seed: int | None = 
                 asynchronous: bool = False, context: str | None = None, **options: Any) -> VectorEnv:
     """`num_envs` copies of world `name` in a gymnasium vector env (env i seeded with seed + i).
 
-    Uses SyncVectorEnv, or AsyncVectorEnv (one process per env) when `asynchronous`, with
+    Uses SyncVectorEnv, or AsyncVectorEnv (one process per env) when `asynchronous` (rebuilt
+    by RestartVectorOnError when a worker process dies, unless restart_on_error=False), with
     gymnasium's NEXT_STEP autoreset: after an episode ends, the next `step()` of that env
     returns the first observation of a new episode (its action is ignored). Async processes
     start with `context` "forkserver" (default where available) or "spawn"; "fork" is refused
@@ -306,7 +323,7 @@ def make_vector(name: str, num_envs: int, *, size: int = 64, seed: int | None = 
     """
     num_envs = _check_int("num_envs", num_envs, 1)
     world = _resolve(name)
-    _check_options(name, world, size, seed, options)
+    opts = _check_options(name, world, size, seed, options)
     if world.kind == "dmlab":
         dmlab.import_deepmind_lab()
     seeds = [None if seed is None else seed + index for index in range(num_envs)]
@@ -320,7 +337,10 @@ def make_vector(name: str, num_envs: int, *, size: int = 64, seed: int | None = 
         raise WorldError(
             f"Option context={context!r} is not allowed: async worlds start processes with "
             "'forkserver' or 'spawn' ('fork' hangs once MiniWorld has created its GL context).")
-    return AsyncVectorEnv(fns, context=context, autoreset_mode=AutoresetMode.NEXT_STEP)
+    build = functools.partial(AsyncVectorEnv, fns, context=context, autoreset_mode=AutoresetMode.NEXT_STEP)
+    if not opts.restart_on_error:
+        return build()
+    return RestartVectorOnError(build, max_restarts=opts.max_restarts, window=opts.restart_window)
 
 
 # --------------------------------------------------------------------------------------- gymnasium

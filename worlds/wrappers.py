@@ -3,7 +3,7 @@
 Each wrapper works on its own; `worlds.make` composes them (innermost first):
 
     simulator -> ImageObs / Resize / SuccessInfo   (the world's adapter: obs Dict with "image")
-              -> RestartOnError                     (optional: rebuild a crashed simulator)
+              -> RestartOnError                     (default: rebuild a crashed simulator)
               -> TimeLimit                          (gymnasium's; worlds without a native limit)
               -> ActionRepeat                       (optional)
               -> OneHotActions | NormalizeActions   (agent-facing action space)
@@ -16,6 +16,8 @@ a crash ends with `truncated=True, terminated=False`.
 from __future__ import annotations
 
 import logging
+import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, SupportsFloat
 
@@ -24,6 +26,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.wrappers import TimeLimit
 
+from worlds.errors import WorldError
 from worlds.imaging import resize_image
 
 __all__ = [
@@ -32,7 +35,9 @@ __all__ = [
     "NormalizeActions",
     "OneHotActions",
     "Resize",
+    "RestartBudget",
     "RestartOnError",
+    "RestartVectorOnError",
     "SeedFirstReset",
     "SuccessInfo",
     "TimeLimit",
@@ -242,6 +247,31 @@ class NormalizeActions(gym.ActionWrapper):
         return np.where(self._mask, scaled, action).astype(self._dtype)
 
 
+class RestartBudget:
+    """At most `max_restarts` restarts within any `window` seconds; one more is a WorldError
+    that stops the run (a simulator that keeps crashing is broken, not unlucky)."""
+
+    def __init__(self, max_restarts: int = 10, window: float = 3600.0):
+        if max_restarts < 1 or window <= 0:
+            raise ValueError(f"RestartBudget needs max_restarts >= 1 and window > 0, got "
+                             f"{max_restarts}, {window}")
+        self.max_restarts, self.window = int(max_restarts), float(window)
+        self._times: deque[float] = deque()
+
+    def spend(self, what: str, error: BaseException) -> None:
+        """Record one restart of `what` after `error`, or raise WorldError when over budget."""
+        now = time.monotonic()
+        while self._times and now - self._times[0] > self.window:
+            self._times.popleft()
+        if len(self._times) >= self.max_restarts:
+            raise WorldError(
+                f"The {what} crashed {len(self._times) + 1} times within {self.window:g} s (last: "
+                f"{type(error).__name__}: {error}); restarting it again would hide a broken "
+                f"simulator, so the run stops here. Fix the simulator (its log above says why), "
+                f"or raise the options max_restarts / restart_window, then resume the run.") from error
+        self._times.append(now)
+
+
 class RestartOnError(gym.Wrapper):
     """Rebuild a crashing simulator from its constructor instead of killing the run.
 
@@ -251,21 +281,28 @@ class RestartOnError(gym.Wrapper):
       `info["restarted"]=True`, `info["success"]=False`: the broken episode ends and is marked.
     - An exception in `reset`: the env is rebuilt and reset again, up to `max_retries` times;
       then the last exception is re-raised.
-    The rebuilt env is reset with the seed the caller passed to `reset` (None after a step crash),
-    so episodes after a crash are not replays of the first one. `restarts` counts rebuilds.
+    - More than `max_restarts` rebuilds within `window` seconds raise WorldError (`RestartBudget`).
+    After a step crash the rebuilt env is reset with the first seed the caller passed plus the
+    number of restarts (None if it never passed one), so runs stay reproducible and episodes after
+    a crash are not replays of the first one. `restarts` counts rebuilds.
     """
 
     def __init__(self, make_env: Callable[[], gym.Env], *, max_retries: int = 3,
+                 max_restarts: int = 10, window: float = 3600.0,
                  exceptions: tuple[type[BaseException], ...] = (Exception,)):
         if max_retries < 1:
             raise ValueError(f"RestartOnError needs max_retries >= 1, got {max_retries}")
         super().__init__(make_env())
         self._make_env = make_env
         self.max_retries = int(max_retries)
+        self.budget = RestartBudget(max_restarts, window)
         self.exceptions = exceptions
         self.restarts = 0
+        self._seed: int | None = None
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if self._seed is None:
+            self._seed = seed
         try:
             return self.env.reset(seed=seed, options=options)
         except self.exceptions as error:
@@ -275,13 +312,15 @@ class RestartOnError(gym.Wrapper):
         try:
             return self.env.step(action)
         except self.exceptions as error:
-            obs, info = self._rebuild(error)
+            seed = None if self._seed is None else self._seed + self.restarts + 1
+            obs, info = self._rebuild(error, seed=seed)
             return obs, 0.0, False, True, {**info, "restarted": True, "success": False}
 
     def _rebuild(self, error: BaseException, seed: int | None = None,
                  options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         """Close the broken env, then build and reset fresh ones until one works."""
         for attempt in range(1, self.max_retries + 1):
+            self.budget.spend("environment", error)
             logger.warning("restarting crashed env (attempt %d of %d) after %s: %s",
                            attempt, self.max_retries, type(error).__name__, error)
             try:
@@ -297,6 +336,61 @@ class RestartOnError(gym.Wrapper):
             self.restarts += 1
             return obs, {**info, "restarted": True}
         raise error
+
+
+class RestartVectorOnError(gym.vector.VectorWrapper):
+    """Rebuild a subprocess vector env (AsyncVectorEnv) whose worker process died.
+
+    A dead worker breaks the pipes of the whole vector env: on EOFError / BrokenPipeError /
+    ConnectionError in `step` or `reset` it is closed and `make_vector()` builds a new one. A
+    step then ends every env's episode like `RestartOnError` does (first observations of the
+    new envs, reward 0, truncated, `info["restarted"]`), and the next step returns them again
+    as the reset of gymnasium's NEXT_STEP autoreset would. Exceptions raised by the envs
+    themselves pass through (each env's own RestartOnError handles those). The restarts share
+    one `RestartBudget`; `restarts` counts rebuilds."""
+
+    ERRORS = (EOFError, BrokenPipeError, ConnectionError)
+
+    def __init__(self, make_vector: Callable[[], gym.vector.VectorEnv], *, max_restarts: int = 10,
+                 window: float = 3600.0):
+        super().__init__(make_vector())
+        self._make_vector = make_vector
+        self.budget = RestartBudget(max_restarts, window)
+        self.restarts = 0
+        self._replay_reset: tuple[Any, dict[str, Any]] | None = None
+
+    def _rebuild(self, error: BaseException) -> None:
+        self.budget.spend("vector env (a worker process died)", error)
+        logger.warning("rebuilding the vector env after %s: %s", type(error).__name__, error)
+        try:
+            self.env.close(terminate=True)
+        except Exception:  # the broken pipes may fail to close; the processes are terminated
+            pass
+        self.env = self._make_vector()
+        self.restarts += 1
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
+        self._replay_reset = None
+        try:
+            return self.env.reset(seed=seed, options=options)
+        except self.ERRORS as error:
+            self._rebuild(error)
+            return self.env.reset(seed=seed, options=options)
+
+    def step(self, actions: Any):
+        n = self.num_envs
+        if self._replay_reset is not None:  # the autoreset step after a rebuild
+            (obs, info), self._replay_reset = self._replay_reset, None
+            return obs, np.zeros(n), np.zeros(n, bool), np.zeros(n, bool), info
+        try:
+            return self.env.step(actions)
+        except self.ERRORS as error:
+            self._rebuild(error)
+            obs, info = self.env.reset()
+            self._replay_reset = (obs, info)
+            flags = {"restarted": np.ones(n, bool), "_restarted": np.ones(n, bool),
+                     "success": np.zeros(n, bool), "_success": np.ones(n, bool)}
+            return obs, np.zeros(n), np.zeros(n, bool), np.ones(n, bool), {**info, **flags}
 
 
 class SeedFirstReset(gym.Wrapper):

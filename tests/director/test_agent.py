@@ -38,12 +38,14 @@ def make_batch(agent: Agent, seed: int = 0) -> dict[str, torch.Tensor]:
     is_first[:, 0] = True
     is_terminal = torch.zeros(b, t, dtype=torch.bool)
     is_terminal[0, -1] = True
+    is_last = is_terminal.clone()
+    is_last[1, -1] = True  # a time-limit end: last but not terminal, its value is bootstrapped
     return {
         "image": torch.randint(0, 256, (b, t, SIZE, SIZE, 3), dtype=torch.uint8, generator=g),
         "action": action,
         "reward": torch.randn(b, t, generator=g),
         "is_first": is_first,
-        "is_last": is_terminal.clone(),
+        "is_last": is_last,
         "is_terminal": is_terminal,
     }
 
@@ -149,10 +151,12 @@ def test_imagination_holds_goals_for_k_steps_and_starts_from_data_cont(monkeypat
     d = agent.cfg.model.rssm.deter
     goals = seg["feat"][..., -d:]
     torch.testing.assert_close(goals, goals[:, :1].expand_as(goals))
-    # cont_0 is 1 - is_terminal of the data: batch row 0, last step is terminal.
+    # cont_0 is 1 - is_terminal of the data: batch row 0, last step is terminal; row 1 ends by
+    # a time limit (is_last only), which continues.
     cont0 = abstract["cont"][:, 0]
     t = agent.cfg.replay.length
     assert float(cont0[t - 1]) == 0.0 and float(cont0[:t - 1].min()) == 1.0
+    assert float(cont0[2 * t - 1]) == 1.0 and float(cont0[t:].min()) == 1.0
 
 
 def test_goals_are_decoded_manager_codes():
@@ -316,8 +320,10 @@ def test_optimiser_groups_one_per_network():
     assert set(params) == trainable
 
 
-@pytest.mark.parametrize("field", ["reward", "action"])
-def test_nan_batch_is_skipped_without_changing_parameters(field):
+@pytest.mark.parametrize("field", ["reward", "action", "image_loss"])
+def test_nan_batch_is_skipped_without_changing_parameters(field, monkeypatch):
+    """A NaN in the data, or in the image loss alone (the returns, and so the return and
+    advantage normalisers' statistics, stay finite): nothing of the update is committed."""
     agent = make_agent()
     opts = agent.make_optimizers()
     batch = make_batch(agent)
@@ -325,9 +331,21 @@ def test_nan_batch_is_skipped_without_changing_parameters(field):
     state = {k: v.detach().clone() for k, v in agent.state_dict().items()}  # parameters and buffers
     moments = [copy.deepcopy(opt.state_dict()) for opt in opts]
     bad = dict(batch)
-    bad[field] = batch[field].clone()
-    bad[field][0, 2] = float("nan")
+    if field == "image_loss":
+        wm_loss = agent.wm.loss
+
+        def nan_image_loss(data):
+            loss, post, metrics = wm_loss(data)
+            return loss * float("nan"), post, {**metrics, "image_loss": metrics["image_loss"] * float("nan")}
+
+        monkeypatch.setattr(agent.wm, "loss", nan_image_loss)
+    else:
+        bad[field] = batch[field].clone()
+        bad[field][0, 2] = float("nan")
     metrics = agent.train_step(bad, opts)
+    if field == "image_loss":
+        assert math.isfinite(metrics["worker/goal_return"]) and math.isfinite(metrics["manager/extr_return"])
+        monkeypatch.undo()
     assert metrics["skipped"] == 1.0
     # Bit-identical: parameters, slow critics, normalisers, adaptive scales, counters, and every
     # AdamW moment and step count (AdamW would decay weights even with zero gradients).

@@ -191,3 +191,13 @@ def test_env_options_reach_the_world_and_bad_ones_are_config_errors():
         config_lib.load("debug", ["env.options.size=32"])
     with pytest.raises(ConfigError, match="action_repeat"):
         check_world(config_lib.load("debug", ["env.options.action_repeat=0"]))
+
+
+@pytest.mark.parametrize("value", ["1.0", "0.99"])
+def test_replay_goals_must_leave_the_manager_a_rollout(value):
+    # debug: 4 x 8 = 32 rollouts per update; 0.99 rounds to 32 replay-goal rows, none for the manager.
+    with pytest.raises(ConfigError, match=rf"worker.replay_goals={value}.*no imagined rollouts.*below 0.98"):
+        config_lib.load("debug", [f"worker.replay_goals={value}"])
+    cfg = config_lib.load("debug", ["worker.replay_goals=0.97"])  # 31 replay-goal rows, 1 manager row
+    assert cfg.worker.manager_rows(32) == 1
+    config_lib.load("debug", ["worker.replay_goals=1.0", "agent=dreamer"])  # no manager: allowed

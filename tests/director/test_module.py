@@ -90,21 +90,37 @@ def test_checkpoint_write_crash_leaves_previous_checkpoint_usable(tmp_path, monk
     with pytest.raises(OSError):
         RunCheckpoint().save(CrashingTrainer(), module)
     assert ckpt.read_bytes() == before
-    load_module(run)  # still loads
+    # Still resumes: the checkpoint and its stream file (which load_module never opens).
+    train(None, resume=run, progress=False, overrides=["train.steps=128"])
+    assert torch.load(ckpt, weights_only=False)["director"]["env_steps"] == 128
 
 
 def test_nonfinite_losses_are_skipped_then_stop_the_run(tmp_path, monkeypatch):
-    real_loss = Agent.loss
+    real_loss, calls, seen = Agent.loss, [0], {}
 
     def nan_loss(self, batch):
+        """Updates 3 and 4 are NaN (the stop counter then resets), all from update 6 on."""
+        calls[0] += 1
         loss, metrics = real_loss(self, batch)
-        return loss * float("nan"), metrics
+        if calls[0] in (3, 4, 5):  # parameters before the update (after the good update 2, 4)
+            seen[calls[0]] = {k: v.clone() for k, v in self.state_dict().items()}
+        return (loss * float("nan") if calls[0] in (3, 4) or calls[0] >= 6 else loss), metrics
+
+    real_step = DirectorModule.training_step
+
+    def step(self, dataloader_iter):
+        real_step(self, dataloader_iter)
+        seen.setdefault("bad", []).append(float(self.bad_updates))
 
     monkeypatch.setattr("director.agent.Agent.loss", nan_loss)
+    monkeypatch.setattr(DirectorModule, "training_step", step)
     cfg = config.load("debug", FAST + [f"train.run_dir={tmp_path}", "train.steps=400",
                                       "train.max_bad_updates=3"])
     with pytest.raises(TrainingDiverged, match=r"not finite in \d+ consecutive updates \(train.max_bad_updates=3"):
         train(cfg, progress=False)
+    for k, v in seen[3].items():  # the two skipped updates changed nothing
+        assert torch.equal(v, seen[5][k]), k
+    assert seen["bad"] == [0, 0, 1, 2, 0, 1, 2], seen["bad"]  # a good update resets it; the 3rd bad in a row stops
 
 
 def test_module_rejects_a_checkpoint_without_director_state():
@@ -141,6 +157,9 @@ def test_sigterm_and_ctrl_c_save_a_checkpoint_then_a_short_summary(tmp_path, sig
     assert summary["interrupted"] == name and "eval" not in summary
     assert summary["env_steps"] == info["env_steps"] and summary["next"] == [f"director train --resume {run}"]
     assert f"stopped ({name}); the checkpoint is saved. Continue with `director train --resume {run}`" in out
+    resumed = train(None, resume=run, progress=False, overrides=[f"train.steps={info['env_steps'] + 64}"])
+    after = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=False)["director"]
+    assert after["env_steps"] == info["env_steps"] + 64 and after["updates"] > info["updates"]
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="DDP smoke test runs on Linux CPUs")
@@ -159,7 +178,7 @@ def test_ddp_two_cpu_processes_train_and_checkpoint(tmp_path):
         assert torch.equal(value, ranks[1][name]), name
     assert (run / "checkpoints" / "last.ckpt").exists()
     assert sorted(p.name for p in (run / "replay").iterdir()) == ["rank0", "rank1"]
-    streams = sorted(p.name.split("-")[1] for p in (run / "checkpoints").glob("stream-*.pkl"))
+    streams = sorted({p.name.split("-")[1] for p in (run / "checkpoints").glob("stream-*.pkl")})
     assert streams == ["rank0", "rank1"]
     info = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["director"]
     assert info["updates"] > 0

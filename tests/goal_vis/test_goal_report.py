@@ -121,7 +121,8 @@ def test_report_html_renders_in_headless_chromium_with_every_image_loaded(report
 def test_goals_on_a_bare_checkpoint_collects_a_fresh_rollout(run_dir, tmp_path):
     ckpt = tmp_path / "model.ckpt"
     shutil.copy(run_dir / "checkpoints" / "last.ckpt", ckpt)
-    summary = make_report(ckpt, out=tmp_path / "out", max_steps=40, video_steps=10, horizon=8)
+    module, info = director.run.load_module(ckpt)
+    summary = make_report(module, info, tmp_path / "out", max_steps=40, video_steps=10, horizon=8)
     assert summary["open_loop"]["data"] == "fresh rollout of the agent"
     assert summary["files"]["curves"] is None
     for name in ("episode.gif", "decisions.png", "rollouts.png", "atlas.png", "openloop.png",

@@ -37,16 +37,27 @@ def test_vector_envs_are_seeded_seed_plus_index():
 
 
 def test_vector_one_hot_actions():
+    """One-hot vectors act like the integer actions of their argmax."""
     vec = worlds.make_vector("maze-s", 2, seed=0, one_hot=True)
-    vec.reset()
-    vec.step(np.eye(5, dtype=np.float32)[[1, 3]])
-    vec.close()
+    plain = worlds.make_vector("maze-s", 2, seed=0)
+    try:
+        assert vec.single_action_space.shape == (5,) and plain.single_action_space.n == 5
+        a, b = vec.reset()[0], plain.reset()[0]
+        start = b["image"]
+        for actions in ([1, 3], [2, 2], [4, 0], [3, 1]):
+            a = vec.step(np.eye(5, dtype=np.float32)[actions])[0]
+            b = plain.step(np.array(actions))[0]
+            assert np.array_equal(a["image"], b["image"])
+        assert not np.array_equal(b["image"], start)  # the actions moved the agents
+    finally:
+        vec.close()
+        plain.close()
 
 
 def test_async_vector_env_steps_and_autoresets():
     vec = worlds.make_vector("maze-s", 2, seed=0, asynchronous=True, time_limit=2)
     try:
-        assert isinstance(vec, AsyncVectorEnv)
+        assert isinstance(vec.unwrapped, AsyncVectorEnv)
         obs, _ = vec.reset()
         assert obs["image"].shape == (2, 64, 64, 3)
         vec.step(np.array([1, 3]))
@@ -67,3 +78,35 @@ def test_vector_errors_are_raised_in_the_caller():
         worlds.make_vector("pinpad-three", 0)
     with pytest.raises(WorldError, match="fork"):
         worlds.make_vector("pinpad-three", 2, asynchronous=True, context="fork")
+
+
+def test_async_vector_env_with_a_dead_worker_is_rebuilt_and_its_episodes_marked():
+    from director.collect import Collector
+    envs = worlds.make_vector("pinpad-three", 2, size=16, seed=0, asynchronous=True, one_hot=True)
+    try:
+        collector = Collector(envs, None)
+        collector.reset(seed=0)
+
+        def policy(obs):
+            return np.eye(5, dtype=np.float32)[np.zeros(2, int)]
+
+        for _ in range(3):
+            collector.step(policy)
+        envs.env.processes[1].kill()
+        envs.env.processes[1].join(timeout=10)
+        collector.step(policy)  # the step that finds the pipe broken: all episodes end, marked
+        assert envs.restarts == 1 and collector._obs["is_last"].all() and not collector._obs["is_terminal"].any()
+        finished = collector.step(policy)
+        assert [e["restarted"] for e in finished] == [True, True] and collector._obs["is_first"].all()
+        collector.step(policy)  # the rebuilt envs step on
+        assert not collector._obs["is_first"].any() and not collector._obs["is_last"].any()
+    finally:
+        envs.close()
+
+
+def test_async_vector_env_without_restart_on_error_is_plain():
+    envs = worlds.make_vector("pinpad-three", 1, size=16, asynchronous=True, restart_on_error=False)
+    try:
+        assert isinstance(envs, AsyncVectorEnv)
+    finally:
+        envs.close()

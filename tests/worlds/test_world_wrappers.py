@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
+from worlds.errors import WorldError
 from worlds.wrappers import (ActionRepeat, ImageObs, NormalizeActions, OneHotActions, Resize,
                              RestartOnError, SeedFirstReset, SuccessInfo, TimeLimit)
 
@@ -167,13 +168,18 @@ def test_success_info_rule_and_default():
 
 
 def test_seed_first_reset_seeds_only_the_first_reset():
-    a, b = SeedFirstReset(Counter(), 5), SeedFirstReset(Counter(), 5)
+    reference = Counter()
+    reference.reset(seed=5)
+    seeded = reference.np_random.bit_generator.state
+    a = SeedFirstReset(Counter(), 5)
     a.reset()
-    b.reset()
-    assert a.unwrapped.np_random.integers(1 << 30) == b.unwrapped.np_random.integers(1 << 30)
-    a.reset()
-    b.reset(seed=6)
-    assert a.unwrapped.np_random.integers(1 << 30) != b.unwrapped.np_random.integers(1 << 30)
+    assert a.unwrapped.np_random.bit_generator.state == seeded
+    a.unwrapped.np_random.integers(1 << 30)  # the episode draws from the generator
+    a.reset()  # continues the generator: a wrapper that reseeded every reset would restore `seeded`
+    assert a.unwrapped.np_random.bit_generator.state != seeded
+    b = SeedFirstReset(Counter(), 5)
+    b.reset(seed=6)  # an explicit seed wins, even on the first reset
+    assert b.unwrapped.np_random.bit_generator.state != seeded
 
 
 class Flaky(Counter):
@@ -225,3 +231,27 @@ def test_restart_on_error_gives_up_after_max_retries():
     with pytest.raises(RuntimeError, match="reset crashed"):
         env.reset()
     assert log["built"] == 3   # the original and two rebuilds
+
+
+def test_restart_on_error_stops_with_a_world_error_past_its_budget():
+    log = {"fail_on": -1}
+    env = RestartOnError(lambda: Flaky(log), max_restarts=2, window=60.0)
+    env.reset(seed=3)
+    for failure in range(2):
+        log["fail_on"], log["steps"] = 1, 0
+        assert env.step(0)[4]["restarted"]
+    log["fail_on"], log["steps"] = 1, 0
+    with pytest.raises(WorldError, match=r"crashed 3 times within 60 s .*step crashed.*max_restarts"):
+        env.step(0)
+    assert env.restarts == 2
+
+
+def test_every_world_restarts_on_error_by_default():
+    import worlds
+    from worlds.wrappers import RestartOnError as Wrapper
+    for name in ("pinpad-three", "maze-s"):
+        env, found = worlds.make(name, size=16), False
+        while hasattr(env, "env"):
+            found |= isinstance(env, Wrapper)
+            env = env.env
+        assert found, name
