@@ -9,6 +9,7 @@ Everything here is about the console only; what a run computes lives in `directo
 """
 from __future__ import annotations
 
+import collections
 import logging
 import re
 import sys
@@ -26,6 +27,7 @@ from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 from director.config import Config
 
 RECENT_EPISODES = 20  # the bar's return and success are means over this many last episodes
+RATE_WINDOW = 64  # the bar's updates/s is measured over this many last updates (not the compile)
 
 # Lightning lines and library notices a user cannot act on (each a regex searched in the text).
 _QUIET_LOGS = (r"^GPU available: ", r"^TPU available: ", r"💡 Tip", r"Automatic Mixed Precision",
@@ -83,17 +85,20 @@ class ProgressBar(TQDMProgressBar):
 
     def __init__(self) -> None:
         super().__init__(refresh_rate=1)
-        self._start: tuple[float, int] | None = None
+        self._times: collections.deque[tuple[float, int]] = collections.deque(maxlen=RATE_WINDOW)
 
     def init_train_tqdm(self) -> Tqdm:
         """The bar at the run's current env step out of train.steps (the stream exists by now)."""
         trainer, module = self.trainer, self.trainer.lightning_module
         world = module.cfg.env.world
-        self._start = (time.perf_counter(), int(module.agent.updates))
-        steps = self.env_steps(trainer, module)
-        return Tqdm(desc=world if len(world) <= 24 else "training", total=module.cfg.train.steps,
-                    initial=steps, position=2 * self.process_position, disable=self.is_disabled,
-                    leave=True, dynamic_ncols=True, file=sys.stdout, smoothing=0.05, bar_format=self.BAR)
+        self._times.clear()
+        cfg = module.cfg
+        first = (f"first {cfg.replay.prefill:,} random env steps"  # the bar moves after the first update
+                 f"{', then compiling the update' if cfg.train.compile else ''}")
+        return Tqdm(desc=world if len(world) <= 24 else "training", total=cfg.train.steps,
+                    initial=self.env_steps(trainer, module), postfix=None if module.agent.updates else first,
+                    position=2 * self.process_position, disable=self.is_disabled, leave=True,
+                    dynamic_ncols=True, file=sys.stdout, smoothing=0.05, bar_format=self.BAR)
 
     @staticmethod
     def env_steps(trainer: L.Trainer, module: Any) -> int:
@@ -110,12 +115,12 @@ class ProgressBar(TQDMProgressBar):
         bar.set_postfix(self.get_metrics(trainer, module), refresh=True)
 
     def get_metrics(self, trainer: L.Trainer, module: Any) -> dict[str, str]:
-        """updates/s since this session started; return and success of recent episodes."""
+        """updates/s over the last `RATE_WINDOW` updates; return and success of recent episodes."""
         items: dict[str, str] = {}
-        if self._start is not None:
-            seconds = time.perf_counter() - self._start[0]
-            if seconds > 0:
-                items["updates/s"] = f"{(int(module.agent.updates) - self._start[1]) / seconds:.2f}"
+        self._times.append((time.perf_counter(), int(module.agent.updates)))
+        (t0, u0), (t1, u1) = self._times[0], self._times[-1]
+        if t1 > t0:
+            items["updates/s"] = f"{(u1 - u0) / (t1 - t0):.2f}"
         recent = module.episode_log[-RECENT_EPISODES:]
         if recent:
             items["return"] = f"{np.mean([e['return'] for e in recent]):.1f}"

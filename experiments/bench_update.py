@@ -255,6 +255,7 @@ def _train_rate(updates: int, threads: int, scratch: Path) -> str:
     steps = cfg.replay.prefill + updates * cfg.replay.train_every
     keys = set(config_lib.valid_keys())
     fast = ["train.compile=true", "train.precision=bf16-mixed"] if "train.compile" in keys else []
+    fast += ["train.eval_episodes=0"] if "train.eval_episodes" in keys else []  # time training only
     run_dir = scratch / "train-run"
     cmd = [sys.executable, "-m", "director", "train", "default", f"train.steps={steps}",
            f"train.run_dir={run_dir}", f"train.threads={threads}", *fast, "--no-progress"]
