@@ -166,6 +166,13 @@ def main() -> int:
                         print(f"{key[0]} seed {key[1]} training failed, see {out / f'{key[0]}-s{key[1]}.log'}")
                         return 1
 
+    if args.skip_train:  # evaluate what exists: e.g. fewer seeds of the baseline
+        missing = [f"{a}-s{s}" for (a, s), run in runs.items() if not (run / "checkpoints" / "last.ckpt").exists()]
+        if missing:
+            print(f"not trained, left out: {', '.join(missing)}")
+        runs = {key: run for key, run in runs.items() if f"{key[0]}-s{key[1]}" not in missing}
+        agents = [a for a in agents if any(agent == a for agent, _ in runs)]
+
     import torch
     from director import config
     from director.run import EVAL_SEED, evaluate, evaluate_random, load_module
@@ -187,7 +194,7 @@ def main() -> int:
             if (run / name).exists():
                 shutil.copy(run / name, keep / name)
     for agent in agents:
-        mine = [results["runs"][f"{agent}-s{s}"] for s in seeds]
+        mine = [results["runs"][f"{a}-s{s}"] for a, s in runs if a == agent]
         results[agent] = {f"{m}_{k}": spread([r[m][k] for r in mine]) for m in ("mode", "sample")
                           for k in ("success", "return")}
     plot(out, args.world, runs, results["random"])
@@ -198,7 +205,7 @@ def main() -> int:
     lines = []
     for agent in agents:
         r = results[agent]
-        per_seed = " ".join(f"{results['runs'][f'{agent}-s{s}']['mode']['success']:.2f}" for s in seeds)
+        per_seed = " ".join(f"{results['runs'][f'{a}-s{s}']['mode']['success']:.2f}" for a, s in runs if a == agent)
         lines.append(f"{agent}: mode success {r['mode_success']['mean']:.2f} (seeds {per_seed}), sampled "
                      f"{r['sample_success']['mean']:.2f}, mode return {r['mode_return']['mean']:.1f}")
     rnd = results["random"]

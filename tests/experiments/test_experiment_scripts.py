@@ -150,7 +150,8 @@ def test_bench_update_summary_line_and_peer_preset():
     from omegaconf import OmegaConf
     pinned = set(bench._flatten(OmegaConf.to_container(OmegaConf.load(EXPERIMENTS / "presets" / "peer.yaml"))))
     # manager.expl_min_std came later too; its default (0.01) is the baseline's behaviour.
-    later = ("train.compile", "env.options", "train.eval_episodes", "train.eval_every", "manager.expl_min_std")
+    later = ("train.compile", "env.options", "train.eval_episodes", "train.eval_every", "manager.expl_min_std",
+             "train.keep_checkpoints")
     assert {k for k in config.valid_keys() if not k.startswith(later)} <= pinned
 
 
