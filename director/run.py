@@ -21,8 +21,11 @@ from __future__ import annotations
 import csv
 import datetime
 import json
+import contextlib
 import os
 import shutil
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -292,12 +295,16 @@ def train(cfg: Config | None = None, resume: str | Path | None = None, progress:
     trainer = make_trainer(cfg, run_dir, callbacks, progress, epochs, purge_step)
     if trainer.is_global_zero:
         print(console.start_line(cfg, trainer, run_dir, preset, resumed_at), flush=True)
+    ctrl_c: list[bool] = []
     try:
-        trainer.fit(module, ckpt_path=str(ckpt_path) if ckpt_path else None)
-    except (KeyboardInterrupt, SystemExit) as stop:  # Lightning ends Ctrl-C with sys.exit(1), SIGTERM with SIGTERMException
+        with _ctrl_c_as_sigterm(trainer, ctrl_c):
+            trainer.fit(module, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    except (KeyboardInterrupt, SystemExit) as stop:  # Lightning ends SIGTERM with SIGTERMException, a 2nd Ctrl-C with sys.exit(1)
+        why = "SIGTERM" if isinstance(stop, SIGTERMException) and not ctrl_c else "Ctrl-C"
         if trainer.is_global_zero and trainer.interrupted and module.stream is not None:
-            why = "SIGTERM" if isinstance(stop, SIGTERMException) else "Ctrl-C"
             _finish(run_summary(module, run_dir, interrupted=why), run_dir)
+        if why == "Ctrl-C":
+            raise SystemExit(1) from None
         raise
     finally:
         if module.stream is not None:
@@ -305,6 +312,29 @@ def train(cfg: Config | None = None, resume: str | Path | None = None, progress:
     if trainer.is_global_zero:
         _finish(run_summary(module, run_dir, episodes=cfg.train.eval_episodes), run_dir)
     return run_dir
+
+
+@contextlib.contextmanager
+def _ctrl_c_as_sigterm(trainer: L.Trainer, pressed: list[bool]):
+    """While training, a first Ctrl-C (SIGINT) asks for the same graceful stop as SIGTERM: the
+    batch finishes, the checkpoint is written, the run ends. (A KeyboardInterrupt raised at an
+    arbitrary point can be lost, e.g. inside a finaliser, and the run goes on.) A second Ctrl-C
+    interrupts at once, as Python's default does. Main thread only; `pressed` records it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if pressed:
+            raise KeyboardInterrupt
+        pressed.append(True)
+        trainer._signal_connector.received_sigterm = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def run_summary(module: DirectorModule, run_dir: Path, episodes: int = 0,
