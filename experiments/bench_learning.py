@@ -83,19 +83,20 @@ def plot(out: Path, world: str, runs: dict[tuple[str, int], Path], random: dict)
     colours = {}
     for (agent, seed), run in sorted(runs.items()):
         colour = colours.setdefault(agent, f"C{len(colours)}")
+        style = dict(color=colour, ls=("-", "--", ":", "-.")[seed % 4], alpha=0.8)
         label = f"{agent} s{seed}"
         evals = read_csv(run / "evals.csv")
         if evals:
             axes[0].plot([float(r["env_steps"]) for r in evals], [float(r["success"]) for r in evals],
-                         "o-", color=colour, alpha=0.8, label=label)
+                         marker="o", label=label, **style)
         episodes = read_csv(run / "episodes.csv")
         if episodes:
             steps = np.array([float(r["env_steps"]) for r in episodes])
             axes[1].plot(steps, rolling(np.array([r["success"] == "True" for r in episodes], float)),
-                         color=colour, alpha=0.8, label=label)
+                         label=label, **style)
             cover = [(s, float(r["coverage"])) for s, r in zip(steps, episodes) if r.get("coverage")]
             if cover:
-                axes[2].plot(*zip(*cover), color=colour, alpha=0.8, label=label)
+                axes[2].plot(*zip(*cover), label=label, **style)
     for ax in axes[:2]:
         ax.axhline(random["success"], color="gray", ls="--", label="random")
         ax.set(ylim=(-0.02, 1.02), xlabel="env steps")
