@@ -81,6 +81,16 @@ def _loggers(run_dir: Path, purge_step: int | None = None) -> list:
                               default_hp_metric=False)]
 
 
+def append_csv(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> None:
+    """Append `rows` (keys beyond `fields` ignored) to the CSV `path`, with a header when new."""
+    exists = path.exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        if not exists:
+            writer.writeheader()
+        writer.writerows(rows)
+
+
 class EpisodeWriter(L.Callback):
     """Appends each finished training episode to RUN_DIR/episodes.csv (rank 0)."""
 
@@ -99,12 +109,7 @@ class EpisodeWriter(L.Callback):
         new = module.episode_log[self.written:]
         if not new:
             return
-        exists = self.path.exists()
-        with open(self.path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.FIELDS, extrasaction="ignore")
-            if not exists:
-                writer.writeheader()
-            writer.writerows(new)
+        append_csv(self.path, self.FIELDS, new)
         self.written = len(module.episode_log)
 
 
@@ -201,12 +206,7 @@ class Evaluator(L.Callback):
         result = evaluate(module, episodes=module.cfg.train.eval_episodes, seed=EVAL_SEED, mode="eval")
         row = {"env_steps": module.stream.env_steps * trainer.world_size,
                "updates": int(module.agent.updates), **result}
-        exists = self.path.exists()
-        with open(self.path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.FIELDS, extrasaction="ignore")
-            if not exists:
-                writer.writeheader()
-            writer.writerow(row)
+        append_csv(self.path, self.FIELDS, [row])
         for logger in trainer.loggers:
             logger.log_metrics({"eval/return": result["return"], "eval/success": result["success"]},
                                step=trainer.global_step)
