@@ -129,7 +129,7 @@ class GoalRecorder(L.Callback):
         self.every, self.folder, self._last = every, folder, 0
 
     def on_train_start(self, trainer: L.Trainer, module: DirectorModule) -> None:
-        self._last = (module.stream.env_steps if module.stream else 0) // self.every
+        self._last = (module.stream.env_steps if module.stream else 0) * trainer.world_size // self.every
 
     def on_train_batch_end(self, trainer: L.Trainer, module: DirectorModule, *args: Any) -> None:
         if module.stream is None:
@@ -194,7 +194,7 @@ class Evaluator(L.Callback):
         self.every, self.path, self._last = every, path, 0
 
     def on_train_start(self, trainer: L.Trainer, module: DirectorModule) -> None:
-        self._last = (module.stream.env_steps if module.stream else 0) // self.every
+        self._last = (module.stream.env_steps if module.stream else 0) * trainer.world_size // self.every
 
     def on_train_batch_end(self, trainer: L.Trainer, module: DirectorModule, *args: Any) -> None:
         if not trainer.is_global_zero or module.stream is None:
