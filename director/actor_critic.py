@@ -8,7 +8,8 @@ return through the world model's dynamics. An adaptive entropy bonus steers the
 normalised entropy toward a target.
 
 A trajectory is a dict:
-    feat     (N, T+1, F)  policy/critic inputs of states s_0..s_T
+    feat     (N, T+1, F)  policy/critic inputs of states s_0..s_T (a tensor, or a `nets.Concat`
+                          of parts, e.g. the worker's state features and held goal)
     action   (N, T+1, A)  action taken in each state (the last one is unused)
     rewards  {name: (N, T)}  reward r_{t+1} of each transition s_t -> s_{t+1}
     cont     (N, T+1)     probability that the episode continues at s_t

@@ -45,10 +45,64 @@ class DenseNorm(nn.Sequential):
         super().__init__(nn.Linear(inp, out, bias=False), nn.LayerNorm(out, eps=LN_EPS), nn.ELU())
 
 
+class Concat:
+    """The concatenation along the last axis of parts that broadcast against each other,
+    kept apart: e.g. the worker's input, a state feature (N, T, F) and the goal held over the
+    segment (N, 1, D), is (N, T, F + D). An MLP takes it as its input and applies the first
+    layer's weight part by part, so a part constant over T is multiplied once, not T times,
+    and the (N, T, F + D) tensor is never built. Index it on the leading axes like a tensor
+    (a part of size 1 on a sliced axis keeps it); `dense()` builds the tensor."""
+
+    def __init__(self, *parts: torch.Tensor):
+        self.parts = parts
+
+    @property
+    def shape(self) -> torch.Size:
+        lead = torch.broadcast_shapes(*(p.shape[:-1] for p in self.parts))
+        return torch.Size((*lead, sum(p.shape[-1] for p in self.parts)))
+
+    @property
+    def requires_grad(self) -> bool:
+        return any(p.requires_grad for p in self.parts)
+
+    def detach(self) -> "Concat":
+        return Concat(*(p.detach() for p in self.parts))
+
+    def __getitem__(self, index: tuple | slice | int) -> "Concat":
+        index = index if isinstance(index, tuple) else (index,)
+        if any(i is Ellipsis for i in index) or len(index) >= len(self.shape):
+            raise IndexError("Concat is indexed on its leading axes only")
+        lead = self.shape[:-1]
+        def part_index(p: torch.Tensor) -> tuple:
+            return tuple((0 if isinstance(i, int) else slice(None)) if p.shape[d] == 1 < lead[d] else i
+                         for d, i in enumerate(index))
+        return Concat(*(p[part_index(p)] for p in self.parts))
+
+    def dense(self) -> torch.Tensor:
+        """The concatenated tensor (..., sum of part sizes)."""
+        lead = self.shape[:-1]
+        return torch.cat([p.expand(*lead, p.shape[-1]) for p in self.parts], -1)
+
+    @staticmethod
+    def cat(items: list["Concat"], dim: int = 0) -> "Concat":
+        """Concatenate along a leading axis `dim`, part by part."""
+        return Concat(*(torch.cat(parts, dim) for parts in zip(*(c.parts for c in items))))
+
+    def linear(self, layer: nn.Linear) -> torch.Tensor:
+        """layer(self.dense()) without building it: the sum of each part times its columns."""
+        out, start = None, 0
+        for part in self.parts:
+            size = part.shape[-1]
+            y = F.linear(part, layer.weight[:, start:start + size]).float()
+            out, start = (y if out is None else out + y), start + size
+        return out if layer.bias is None else out + layer.bias
+
+
 class MLP(nn.Module):
     """`layers` x DenseNorm of `units`, then a linear output of `out` (small init).
 
-    (..., inp) -> (..., out); `out=None` returns the last hidden layer (..., units).
+    (..., inp) -> (..., out); `out=None` returns the last hidden layer (..., units). The
+    input may be a `Concat` of parts whose sizes add up to `inp`.
     """
 
     def __init__(self, inp: int, out: int | None, layers: int, units: int, out_scale: float = 0.1):
@@ -57,8 +111,14 @@ class MLP(nn.Module):
         self.hidden = nn.Sequential(*[DenseNorm(a, b) for a, b in zip(dims[:-1], dims[1:])])
         self.out = init_small(nn.Linear(dims[-1], out), out_scale) if out is not None else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.hidden(x)
+    def forward(self, x: torch.Tensor | Concat) -> torch.Tensor:
+        if isinstance(x, Concat):
+            if not len(self.hidden):
+                return x.linear(self.out)
+            dense, norm, act = self.hidden[0]
+            x = self.hidden[1:](act(norm(x.linear(dense))))
+        else:
+            x = self.hidden(x)
         return self.out(x) if self.out is not None else x
 
 

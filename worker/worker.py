@@ -12,6 +12,7 @@ from torch import nn
 
 from director.actor_critic import ActorCritic
 from director.config import WorkerConfig
+from director.nets import Concat
 from worker.goal_reward import GOAL_REWARDS
 
 
@@ -24,9 +25,10 @@ class Worker(nn.Module):
         self.ac = ActorCritic(feat_size + deter, action, {"goal": cfg.goal, "extr": cfg.extr}, cfg.ac)
 
     @staticmethod
-    def inputs(feat: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
-        """(..., F), (..., D) -> (..., F + D)"""
-        return torch.cat([feat, goal.to(feat.dtype)], -1)
+    def inputs(feat: torch.Tensor, goal: torch.Tensor) -> Concat:
+        """(..., F), (..., D) -> (..., F + D), kept as a `Concat`: a goal held over many states
+        (broadcast, e.g. (N, 1, D) against (N, T, F)) enters the first layers once per goal."""
+        return Concat(feat, goal.to(feat.dtype))
 
     def goal_reward(self, deter: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
         return self.goal_reward_fn(deter.float(), goal.float())
@@ -36,7 +38,8 @@ class Worker(nn.Module):
 
         traj: feat (N, H+1, F), deter (N, H+1, D), goal (N, H+1, D) = goal active in each state,
         action (N, H+1, A), extr (N, H+1) = predicted task reward (index 0 unused),
-        cont (N, H+1). Returns an actor-critic trajectory with batch (H/K * N) and K+1 states,
+        cont (N, H+1). Returns an actor-critic trajectory with batch (H/K * N) and K+1 states
+        (its feat a `Concat` of the state features and the goal held over the segment),
         segment i in rows i*N .. (i+1)*N - 1: every state of segment i, its last included, is
         paired with the goal chosen at i*K, and the reward for reaching s_{t+1} is measured
         against that goal, the one active when a_t was taken. `replay` marks the rows of
@@ -47,8 +50,8 @@ class Worker(nn.Module):
         segs = []
         for i in range(horizon // k):
             sl = slice(i * k, (i + 1) * k + 1)
-            goal = traj["goal"][:, i * k: i * k + 1].expand(-1, k + 1, -1)
-            rewards = {"goal": self.goal_reward(traj["deter"][:, sl][:, 1:], goal[:, 1:])}
+            goal = traj["goal"][:, i * k: i * k + 1]  # (N, 1, D), held over the segment
+            rewards = {"goal": self.goal_reward(traj["deter"][:, sl][:, 1:], goal)}
             if "extr" in self.ac.scales:
                 rewards["extr"] = traj["extr"][:, sl][:, 1:]
             # Weight of the segment's first state: the chance of having got there.
@@ -57,7 +60,7 @@ class Worker(nn.Module):
                          "rewards": rewards, "cont": traj["cont"][:, sl], "weight0": weight0,
                          "replay": torch.full_like(weight0, float(i == 0))})
         return {
-            "feat": torch.cat([s["feat"] for s in segs]),
+            "feat": Concat.cat([s["feat"] for s in segs]),
             "action": torch.cat([s["action"] for s in segs]),
             "rewards": {key: torch.cat([s["rewards"][key] for s in segs]) for key in segs[0]["rewards"]},
             "cont": torch.cat([s["cont"] for s in segs]),

@@ -149,7 +149,7 @@ def test_imagination_holds_goals_for_k_steps_and_starts_from_data_cont(monkeypat
     assert abstract["feat"].shape[:2] == (n, h // k + 1)
     # Each segment's goal (the last D inputs) is constant over its K + 1 states.
     d = agent.cfg.model.rssm.deter
-    goals = seg["feat"][..., -d:]
+    goals = seg["feat"].dense()[..., -d:]
     torch.testing.assert_close(goals, goals[:, :1].expand_as(goals))
     # cont_0 is 1 - is_terminal of the data: batch row 0, last step is terminal; row 1 ends by
     # a time limit (is_last only), which continues.

@@ -275,3 +275,21 @@ def test_conv_decoder_64px_kernels_and_channels():
     convs = [m for m in dec.net if isinstance(m, nn.ConvTranspose2d)]
     assert [c.kernel_size[0] for c in convs] == [5, 5, 6, 6]
     assert [c.out_channels for c in convs] == [4 * d, 2 * d, d, 3]
+
+
+def test_mlp_on_a_concat_equals_the_mlp_on_the_dense_tensor_values_and_gradients():
+    from director.nets import MLP, Concat
+    torch.manual_seed(0)
+    mlp = MLP(6 + 3, 4, layers=2, units=8)
+    feat, goal = torch.randn(5, 7, 6), torch.randn(5, 1, 3)  # the goal held over 7 states
+    lazy = mlp(Concat(feat, goal))
+    lazy.square().sum().backward()
+    lazy_grads = [p.grad.clone() for p in mlp.parameters()]
+    mlp.zero_grad()
+    dense = mlp(torch.cat([feat, goal.expand(5, 7, 3)], -1))
+    dense.square().sum().backward()
+    torch.testing.assert_close(lazy, dense, rtol=1e-5, atol=1e-6)
+    for a, p in zip(lazy_grads, mlp.parameters()):
+        torch.testing.assert_close(a, p.grad, rtol=1e-5, atol=1e-6)
+    out_only = MLP(9, 2, layers=0, units=8)
+    torch.testing.assert_close(out_only(Concat(feat, goal)), out_only(torch.cat([feat, goal.expand(5, 7, 3)], -1)))

@@ -115,12 +115,13 @@ def test_segment_states_carry_the_goal_chosen_at_segment_start_including_bootstr
     traj, (g0, g1, _) = make_traj()
     seg = make_worker().segments(traj, K)
     # Segment-major order: rows 0..N-1 are segment 0, rows N..2N-1 segment 1.
-    torch.testing.assert_close(seg["feat"][:N, :, F_:], g0[:, None].expand(N, K + 1, D))
-    torch.testing.assert_close(seg["feat"][N:, :, F_:], g1[:, None].expand(N, K + 1, D))
+    feat = seg["feat"].dense()
+    torch.testing.assert_close(feat[:N, :, F_:], g0[:, None].expand(N, K + 1, D))
+    torch.testing.assert_close(feat[N:, :, F_:], g1[:, None].expand(N, K + 1, D))
     # The bootstrap state of segment 0 is s_2 (whose own active goal is g1): it still gets g0.
-    torch.testing.assert_close(seg["feat"][:N, -1, F_:], g0)
-    torch.testing.assert_close(seg["feat"][:N, :, :F_], traj["feat"][:, 0:3])
-    torch.testing.assert_close(seg["feat"][N:, :, :F_], traj["feat"][:, 2:5])
+    torch.testing.assert_close(feat[:N, -1, F_:], g0)
+    torch.testing.assert_close(feat[:N, :, :F_], traj["feat"][:, 0:3])
+    torch.testing.assert_close(feat[N:, :, :F_], traj["feat"][:, 2:5])
     torch.testing.assert_close(seg["action"][:N], traj["action"][:, 0:3])
     torch.testing.assert_close(seg["cont"][N:], traj["cont"][:, 2:5])
 
@@ -170,7 +171,12 @@ def test_segments_train_the_worker_actor_critic():
 def test_worker_inputs_concat_feat_and_goal():
     feat, goal = torch.randn(3, 4, F_), torch.randn(3, 4, D)
     out = Worker.inputs(feat, goal)
-    torch.testing.assert_close(out, torch.cat([feat, goal], -1))
+    torch.testing.assert_close(out.dense(), torch.cat([feat, goal], -1))
+    held = Worker.inputs(feat, goal[:, :1])  # one goal for every state
+    torch.testing.assert_close(held.dense(), torch.cat([feat, goal[:, :1].expand(3, 4, D)], -1))
+    assert held.shape == (3, 4, F_ + D) and held[:, :-1].shape == (3, 3, F_ + D)
+    torch.testing.assert_close(held[:, 1:].dense(), held.dense()[:, 1:])
+    torch.testing.assert_close(held[1, 2].dense(), held.dense()[1, 2])
 
 
 def test_only_the_first_segment_starts_from_replay_states():
