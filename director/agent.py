@@ -110,7 +110,7 @@ class Agent(nn.Module):
         carry = carry if carry is not None else self.initial_carry(n)
         is_first = obs["is_first"].bool()
         state = {k: carry[k] for k in ("deter", "stoch", "logits")}
-        post, _ = self.wm.rssm.obs_step(state, carry["action"], self.wm.embed(obs), is_first)
+        post = self.wm.rssm.obs_step(state, carry["action"], self.wm.embed(obs), is_first)
         feat = self.wm.feat(post)
         step = torch.where(is_first, torch.zeros_like(carry["step"]), carry["step"])
         info: dict[str, torch.Tensor] = {"step": step}

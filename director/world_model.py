@@ -68,33 +68,35 @@ class RSSM(nn.Module):
         return {"deter": deter, "stoch": dist.sample() if sample else dist.mode(), "logits": logits}
 
     def obs_step(self, state: State, action: torch.Tensor, embed: torch.Tensor,
-                 is_first: torch.Tensor, init: State | None = None) -> tuple[State, State]:
+                 is_first: torch.Tensor, init: State | None = None) -> State:
         """Posterior step; where is_first, the previous state and action are replaced by the
-        initial state (`init`, leaves (1, ...); built here when None) and zeros. Returns
-        (posterior, prior); both share the prior's deter, and the prior holds only deter and
-        logits (its stoch would be a sample nobody reads)."""
+        initial state (`init`, leaves (1, ...); built here when None) and zeros. Returns the
+        posterior; its deter h_t is the prior's too, whose logits (`prior(deter)`) nothing in
+        the step needs: `observe` computes them for the whole sequence at once."""
         first = is_first.reshape(-1, 1)
         init = init if init is not None else self.initial(1)  # broadcast: no branch on device values
         state = {k: torch.where(first.reshape(-1, *[1] * (v.ndim - 1)), init[k], v) for k, v in state.items()}
         deter = self._deter_step(state, action * (~first).to(action.dtype))
-        prior = {"deter": deter, "logits": self._logits(self.img_out, deter)}
         logits = self._logits(self.obs_out, torch.cat([deter, embed.float()], -1))
-        post = {"deter": deter, "stoch": OneHotDist(logits).sample(), "logits": logits}
-        return post, prior
+        return {"deter": deter, "stoch": OneHotDist(logits).sample(), "logits": logits}
+
+    def prior(self, deter: torch.Tensor) -> State:
+        """The prior at deter states h (..., D): {deter, logits (..., S, C)} (no sample)."""
+        return {"deter": deter, "logits": self._logits(self.img_out, deter)}
 
     def observe(self, embed: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor,
                 state: State | None = None) -> tuple[State, State]:
         """Filter a sequence: embed (B, T, E), action (B, T, A) = the action that led to each
-        observation, is_first (B, T) -> posterior and prior states with (B, T, ...) leaves."""
+        observation, is_first (B, T) -> posterior and prior states with (B, T, ...) leaves.
+        Only the posterior is sequential; the prior logits are one batched pass afterwards."""
         state = state or self.initial(embed.shape[0])
         init = self.initial(1)
-        posts, priors = [], []
+        posts = []
         for t in range(embed.shape[1]):
-            state, prior = self.obs_step(state, action[:, t], embed[:, t], is_first[:, t], init)
+            state = self.obs_step(state, action[:, t], embed[:, t], is_first[:, t], init)
             posts.append(state)
-            priors.append(prior)
-        stack = lambda xs: {k: torch.stack([x[k] for x in xs], 1) for k in xs[0]}  # noqa: E731
-        return stack(posts), stack(priors)
+        post = {k: torch.stack([x[k] for x in posts], 1) for k in posts[0]}
+        return post, self.prior(post["deter"])
 
 
 def kl_balanced(post: torch.Tensor, prior: torch.Tensor, balance: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -35,7 +35,7 @@ def cell_goals(agent: Any, probe: StateProbe, warmup: int = 4) -> torch.Tensor:
     for i in range(warmup):
         first = torch.full((n,), i == 0, device=device)
         embed = agent.wm.embed({"image": images, "is_first": first})
-        state, _ = agent.wm.rssm.obs_step(state, noop if i else torch.zeros_like(noop), embed, first)
+        state = agent.wm.rssm.obs_step(state, noop if i else torch.zeros_like(noop), embed, first)
     return agent.goal_ae.decode(agent.goal_ae.encode(state["deter"]).mode())
 
 
@@ -68,7 +68,7 @@ def reach_map(agent: Any, env: Any, steps: int, mode: str = "eval", warmup: int 
                 image = torch.as_tensor(np.asarray(obs["image"]), device=device)[None]
                 first = torch.tensor([t == 0], device=device)
                 embed = agent.wm.embed({"image": image, "is_first": first})
-                state, _ = agent.wm.rssm.obs_step(state, action, embed, first)
+                state = agent.wm.rssm.obs_step(state, action, embed, first)
                 dist = agent.worker.ac.policy(agent.worker.inputs(agent.wm.feat(state), goal[None]))
                 action = (dist.mode() if mode == "eval" else dist.sample()).float()
                 obs, _, terminated, truncated, _ = env.step(int(action.argmax()))

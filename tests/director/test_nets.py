@@ -62,7 +62,7 @@ def test_rssm_stoch_samples_pass_gradients_to_prior_and_posterior_logits():
     (prior["stoch"] * torch.randn(3, 2, 3)).sum().backward()
     assert rssm.img_out[1].weight.grad.abs().sum() > 0  # the layer that makes the prior logits
     rssm.zero_grad()
-    post, _ = rssm.obs_step(rssm.initial(3), torch.randn(3, 2), torch.randn(3, 4), torch.zeros(3, dtype=torch.bool))
+    post = rssm.obs_step(rssm.initial(3), torch.randn(3, 2), torch.randn(3, 4), torch.zeros(3, dtype=torch.bool))
     (post["stoch"] * torch.randn(3, 2, 3)).sum().backward()
     assert rssm.obs_out[1].weight.grad.abs().sum() > 0  # the layer that makes the posterior logits
 

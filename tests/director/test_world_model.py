@@ -226,15 +226,14 @@ def test_obs_step_resets_to_learned_initial_state_where_is_first():
              "logits": torch.randn(n, 3, 4)}
     action, embed = torch.randn(n, 2), torch.randn(n, 7)
     is_first = torch.tensor([True, False, True])
-    post, prior = rssm.obs_step(state, action, embed, is_first)
+    post = rssm.obs_step(state, action, embed, is_first)
     with torch.no_grad():
         reset = rssm.img_step(rssm.initial(n), torch.zeros(n, 2))  # initial state, zero action
         cont = rssm.img_step(state, action)
     expected = torch.where(is_first[:, None], reset["deter"], cont["deter"])
-    torch.testing.assert_close(prior["deter"], expected)
-    torch.testing.assert_close(post["deter"], prior["deter"])  # the posterior reuses h_t
+    torch.testing.assert_close(post["deter"], expected)  # the posterior's h_t is the prior's
     # The reset rows do not depend on the previous state or action at all.
-    post2, _ = rssm.obs_step({k: v * 7 + 1 for k, v in state.items()}, action * -3, embed, is_first)
+    post2 = rssm.obs_step({k: v * 7 + 1 for k, v in state.items()}, action * -3, embed, is_first)
     torch.testing.assert_close(post2["deter"][is_first], post["deter"][is_first])
     assert not torch.allclose(post2["deter"][~is_first], post["deter"][~is_first])
     # Posterior logits = Dense(Dense+LN+ELU(concat(h_t, embed))).
@@ -262,6 +261,10 @@ def test_observe_shapes_and_is_first_mid_sequence():
     post, prior = rssm.observe(embed, action, is_first)
     assert post["deter"].shape == (2, 4, 6) and prior["logits"].shape == (2, 4, 3, 4)
     assert "stoch" not in prior  # the prior's sample would be read by nobody
+    # The prior at each step is the one img_step makes from the same h_t.
+    torch.testing.assert_close(prior["deter"], post["deter"])
+    torch.testing.assert_close(prior["logits"][:, 1], rssm.img_step(
+        {k: v[:, 0] for k, v in post.items()}, action[:, 1], sample=False)["logits"], rtol=1e-5, atol=1e-6)
     # At an is_first step the deter does not depend on the earlier steps' inputs.
     embed2, action2 = embed.clone(), action.clone()
     embed2[:, :2], action2[:, :3] = 5.0, -2.0
