@@ -3,6 +3,7 @@
     python experiments/profile_update.py --preset paper --device cuda --precision bf16
     python experiments/profile_update.py --preset default            # CPU
     python experiments/profile_update.py --preset paper --device cuda --precision bf16 --compile reduce-overhead
+    python experiments/profile_update.py --preset default --precision bf16 --compile default --kernels
 
 Builds the preset's agent for pinpad-three-sized inputs (random uint8 images, 5 actions, the
 same batch as experiments/bench_world_model.py), runs 3 warm-up updates, profiles 2, prints the
@@ -33,10 +34,16 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=15, help="operators shown in the table")
     parser.add_argument("--compile", default=None, metavar="MODE",
                         help="profile the compiled update (torch.compile mode, e.g. default or reduce-overhead)")
+    parser.add_argument("--kernels", action="store_true",
+                        help="with --compile on the CPU: time each generated kernel (inductor's kernel profile) "
+                             "and print the time per update by kind")
     args = parser.parse_args()
 
     import torch
     from torch.profiler import ProfilerActivity, profile
+    if args.kernels:
+        import torch._inductor.config as inductor_config
+        inductor_config.cpp.enable_kernel_profile = True
 
     from bench_world_model import ACTIONS, WORLD, _batch, _sync
     from director import config as config_lib
@@ -75,6 +82,16 @@ def main() -> int:
     cpu_ms = sum(e.self_cpu_time_total for e in events) / PROFILED / 1e3
     launches = sum(e.count for e in events if "LaunchKernel" in e.key) / PROFILED
     syncs = sum(e.count for e in events if "Synchronize" in e.key) / PROFILED
+    if args.kernels:
+        # Generated kernels are named graph_<n>_cpp_fused_...; the wrapper's own time is the
+        # self time of the "Call CompiledFxGraph" rows.
+        kinds: dict[str, float] = {}
+        for e in events:
+            kind = ("inductor kernels" if e.key.startswith("graph_") else
+                    "wrapper (Python)" if e.key.startswith("## Call CompiledFxGraph") else e.key)
+            kinds[kind] = kinds.get(kind, 0.0) + e.self_cpu_time_total / PROFILED / 1e3
+        for kind, ms in sorted(kinds.items(), key=lambda kv: -kv[1])[:args.rows]:
+            print(f"{ms:8.1f} ms per update  {kind}")
     mode = f", compiled ({args.compile})" if args.compile else ", eager"
     print(f"profile_update: {args.preset} on {args.device} ({args.precision}{mode}), per update: "
           f"device kernel time {kernel_ms:.0f} ms, CPU self time {cpu_ms:.0f} ms, "
