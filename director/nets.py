@@ -38,13 +38,6 @@ def init_small(layer: nn.Linear, scale: float = 0.1) -> nn.Linear:
     return layer
 
 
-class DenseNorm(nn.Sequential):
-    """Linear (no bias) -> LayerNorm -> ELU."""
-
-    def __init__(self, inp: int, out: int):
-        super().__init__(nn.Linear(inp, out, bias=False), nn.LayerNorm(out, eps=LN_EPS), nn.ELU())
-
-
 class Concat:
     """The concatenation along the last axis of parts that broadcast against each other,
     kept apart: e.g. the worker's input, a state feature (N, T, F) and the goal held over the
@@ -98,6 +91,17 @@ class Concat:
         return out if layer.bias is None else out + layer.bias
 
 
+class DenseNorm(nn.Sequential):
+    """Linear (no bias) -> LayerNorm -> ELU; the input may be a `Concat`."""
+
+    def __init__(self, inp: int, out: int):
+        super().__init__(nn.Linear(inp, out, bias=False), nn.LayerNorm(out, eps=LN_EPS), nn.ELU())
+
+    def forward(self, x: torch.Tensor | Concat) -> torch.Tensor:
+        linear, norm, act = self
+        return act(norm(x.linear(linear) if isinstance(x, Concat) else linear(x)))
+
+
 class MLP(nn.Module):
     """`layers` x DenseNorm of `units`, then a linear output of `out` (small init).
 
@@ -112,14 +116,10 @@ class MLP(nn.Module):
         self.out = init_small(nn.Linear(dims[-1], out), out_scale) if out is not None else None
 
     def forward(self, x: torch.Tensor | Concat) -> torch.Tensor:
-        if isinstance(x, Concat):
-            if not len(self.hidden):
-                return x.linear(self.out)
-            dense, norm, act = self.hidden[0]
-            x = self.hidden[1:](act(norm(x.linear(dense))))
-        else:
-            x = self.hidden(x)
-        return self.out(x) if self.out is not None else x
+        x = self.hidden(x)
+        if self.out is None:
+            return x
+        return x.linear(self.out) if isinstance(x, Concat) else self.out(x)
 
 
 class ChannelNorm(nn.LayerNorm):
