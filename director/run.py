@@ -3,8 +3,8 @@
 A run directory holds:
     config.yaml            the resolved configuration
     logs/version_<n>/metrics.csv  metrics rows of each training session (Lightning CSVLogger)
-    tensorboard/version_<n>/       the same scalars, plus goal strips and open-loop predictions
-                           as images (`tensorboard --logdir runs`)
+    tensorboard/version_0/ the same scalars at env steps, plus goal strips and open-loop
+                           predictions as images (`tensorboard --logdir runs`)
     episodes.csv           one row per finished training episode
     evals.csv              mode-action evaluations every train.eval_every env steps
     maze.txt               the layout of a `maze:PATH` world (the run reads this copy)
@@ -32,6 +32,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 import worlds
@@ -71,14 +72,26 @@ def use_run_layout(cfg: Config, run_dir: Path, new_run: bool) -> None:
         cfg.env.world = MAZE_PREFIX + str(kept)
 
 
+class EnvStepTensorBoard(TensorBoardLogger):
+    """Scalars at the run's env steps (the `env_steps` metric every row carries), the axis of
+    the goal strips and open-loop images too: one purge step serves both."""
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        if "env_steps" in metrics:
+            step = int(metrics["env_steps"])
+        super().log_metrics(metrics, step)
+
+
 def _loggers(run_dir: Path, purge_step: int | None = None) -> list:
-    """CSV (one file per training session, logs/version_<n>/metrics.csv: resuming never
-    overwrites) and TensorBoard (one event folder for the whole run, whose events from
-    `purge_step` on, written after the checkpoint a resume starts from, TensorBoard hides)."""
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    """CSV (one file per training session, logs/version_<n>/metrics.csv at Lightning's
+    logger steps: resuming never overwrites) and TensorBoard (one event folder for the whole
+    run, scalars and images at env steps; events from env step `purge_step` on, written after
+    the checkpoint a resume starts from, TensorBoard hides)."""
+    from lightning.pytorch.loggers import CSVLogger
+
     return [CSVLogger(save_dir=str(run_dir), name="logs"),
-            TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=0, purge_step=purge_step,
-                              default_hp_metric=False)]
+            EnvStepTensorBoard(save_dir=str(run_dir), name="tensorboard", version=0, purge_step=purge_step,
+                               default_hp_metric=False)]
 
 
 def append_csv(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> None:
@@ -260,7 +273,7 @@ def train(cfg: Config | None = None, resume: str | Path | None = None, progress:
         epochs = int(ckpt.get("epoch", 0)) + 1  # a finished run continues in a new epoch
         resumed_at = int(ckpt["director"]["env_steps"]) * cfg.train.devices
         step = history.checkpoint_step(ckpt)
-        purge_step = step + 1
+        purge_step = resumed_at + 1
         if rank_zero:
             history.supersede(run_dir, len(ckpt["director"]["episode_log"]), step, resumed_at)
         del ckpt

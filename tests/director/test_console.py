@@ -100,21 +100,27 @@ def test_tensorboard_images_equal_what_goal_vis_renders_for_the_checkpoint(run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from goal_vis import agent_strip
     path, _, _ = run
-    folder = sorted(glob.glob(str(path / "tensorboard" / "version_*")))[-1]  # the resumed segment
-    events = EventAccumulator(folder, size_guidance={"images": 0})
-    events.Reload()
-    assert {"goals/strip", "world_model/open_loop"} <= set(events.Tags()["images"])
-    assert "image_loss" in events.Tags()["scalars"]
+    # One event file per training session in the run's one folder, read one by one: their names
+    # sort by creation second, then by a process-wide counter compared as text, so two sessions
+    # within one second (this tiny run) may list in either order.
+    sessions = {}
+    for file in glob.glob(str(path / "tensorboard" / "version_0" / "events.out.tfevents.*")):
+        events = EventAccumulator(file, size_guidance={"images": 0})
+        events.Reload()
+        assert {"goals/strip", "world_model/open_loop"} <= set(events.Tags()["images"])
+        assert "image_loss" in events.Tags()["scalars"]
+        sessions[tuple(e.step for e in events.Images("goals/strip"))] = events
+    # every 64 env steps and at the end: the first session to 160, the resumed one to 224
+    assert sorted(sessions) == [(80, 128, 160), (192, 224)]
     decode = lambda e: np.array(Image.open(io.BytesIO(e.encoded_image_string)).convert("RGB"))  # noqa: E731
-    strips = events.Images("goals/strip")
-    assert [e.step for e in strips] == [192, 224]  # every 64 env steps after the resume, and at the end
+    strips = sessions[(192, 224)].Images("goals/strip")
     last = decode(strips[-1])
     module, info = load_module(path)  # the checkpoint written when training ended
     assert info["env_steps"] == 224
     expected = agent_strip(module, steps=4 * module.cfg.manager.goal_every, seed=224)
     np.testing.assert_array_equal(last, expected)
     assert last.std() > 10
-    open_loop = decode(events.Images("world_model/open_loop")[-1])
+    open_loop = decode(sessions[(192, 224)].Images("world_model/open_loop")[-1])
     assert open_loop.ndim == 3 and open_loop.std() > 10
 
 
