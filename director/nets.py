@@ -162,7 +162,9 @@ class ConvDecoder(nn.Module):
 
     The feature is reshaped to 1x1xF and upsampled by transposed convolutions with stride 2
     and kernels 5, 5, 6, 6 (64 px; 5, 6, 6 for 32 px; 6, 6 for 16 px), channels 4d, 2d, d, C,
-    LayerNorm + ELU on all but the last, sigmoid output.
+    LayerNorm + ELU on all but the last, sigmoid output. The first, on a 1x1 input, is one
+    matmul with its weight (F, out, k, k) seen as (F, out*k*k): the same values, several
+    times faster than a convolution routine on the CPU.
     """
 
     KERNELS = {64: (5, 5, 6, 6), 32: (5, 6, 6), 16: (6, 6)}
@@ -183,7 +185,9 @@ class ConvDecoder(nn.Module):
 
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
         batch = feat.shape[:-1]
-        x = self.net(feat.reshape(-1, feat.shape[-1], 1, 1))
+        first = self.net[0]
+        x = feat.reshape(-1, feat.shape[-1]) @ first.weight.flatten(1)  # no bias: not the last
+        x = self.net[1:](x.reshape(-1, *first.weight.shape[1:]))
         return torch.sigmoid(x).permute(0, 2, 3, 1).reshape(*batch, self.size, self.size, self.channels)
 
 

@@ -277,6 +277,24 @@ def test_conv_decoder_64px_kernels_and_channels():
     assert [c.out_channels for c in convs] == [4 * d, 2 * d, d, 3]
 
 
+@pytest.mark.parametrize("size", [16, 32, 64])
+def test_conv_decoder_first_layer_as_a_matmul_equals_its_transposed_convolution(size):
+    torch.manual_seed(0)
+    dec = ConvDecoder(10, size, 3, 3)
+    feat = torch.randn(4, 10, dtype=torch.float64, requires_grad=True)
+    dec = dec.double()
+    fast = dec(feat)
+    fast.square().sum().backward()
+    grads = [feat.grad.clone()] + [p.grad.clone() for p in dec.parameters()]
+    feat.grad = None
+    dec.zero_grad()
+    conv = torch.sigmoid(dec.net(feat.reshape(4, 10, 1, 1))).permute(0, 2, 3, 1)
+    conv.square().sum().backward()
+    torch.testing.assert_close(fast, conv)
+    for got, want in zip(grads, [feat.grad] + [p.grad for p in dec.parameters()]):
+        torch.testing.assert_close(got, want)
+
+
 def test_mlp_on_a_concat_equals_the_mlp_on_the_dense_tensor_values_and_gradients():
     from director.nets import MLP, Concat
     torch.manual_seed(0)
