@@ -32,7 +32,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 import worlds
@@ -87,8 +87,6 @@ def _loggers(run_dir: Path, purge_step: int | None = None) -> list:
     logger steps: resuming never overwrites) and TensorBoard (one event folder for the whole
     run, scalars and images at env steps; events from env step `purge_step` on, written after
     the checkpoint a resume starts from, TensorBoard hides)."""
-    from lightning.pytorch.loggers import CSVLogger
-
     return [CSVLogger(save_dir=str(run_dir), name="logs"),
             EnvStepTensorBoard(save_dir=str(run_dir), name="tensorboard", version=0, purge_step=purge_step,
                                default_hp_metric=False)]
