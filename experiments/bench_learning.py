@@ -11,7 +11,8 @@ RUN_DIR/evals.csv). Then evaluates each run's *final* checkpoint (mode and sampl
 `--episodes` episodes) and a uniform random policy on the same seeds, and writes to `--out`:
 
     results.json         per run and per agent: final mode/sampled success and return, mean and
-                         spread (min, max) over seeds; random's
+                         spread (min, max) over seeds; random's; per run, what its training
+                         episodes found (goal episodes, the first one, coverage, cells/episode)
     <agent>-s<seed>/     the run's small files: evals.csv, episodes.csv, config.yaml
     curves.png           eval success (mode) vs env steps, training success (rolling mean of 20
                          episodes) and exploration coverage (distinct cells visited, grid worlds)
@@ -108,6 +109,23 @@ def plot(out: Path, world: str, runs: dict[tuple[str, int], Path], random: dict)
     fig.savefig(out / "curves.png", dpi=100)
 
 
+def exploration(run: Path) -> dict[str, float | int | None]:
+    """What a run's training episodes (episodes.csv) found: how many reached the goal and
+    when the first did, the distinct cells visited in all (grid worlds; None elsewhere), and
+    the cells per episode over the last quarter of the run."""
+    episodes = read_csv(run / "episodes.csv")
+    if not episodes:
+        return {}
+    steps = np.array([float(r["env_steps"]) for r in episodes])
+    success = np.array([r["success"] == "True" for r in episodes])
+    cells = np.array([float(r.get("cells") or -1) for r in episodes])
+    last = steps >= 0.75 * steps[-1]
+    return {"goal_episodes": int(success.sum()),
+            "first_goal_env_steps": int(steps[success][0]) if success.any() else None,
+            "coverage": int(float(episodes[-1]["coverage"])) if episodes[-1].get("coverage") else None,
+            "cells_per_episode_last_quarter": round(float(cells[last].mean()), 1) if (cells >= 0).all() else None}
+
+
 def verdict(world: str, results: dict, args: argparse.Namespace) -> tuple[str, str]:
     """PASS/FAIL of Director's mean final mode success against the world's targets."""
     if "director" not in results:
@@ -188,6 +206,7 @@ def main() -> int:
             "sample": evaluate(module, episodes=args.episodes, seed=EVAL_SEED, mode="train"),
             "env_steps": info["env_steps"], "updates": info["updates"],
             "train_minutes": round(info.get("train_seconds", 0) / 60, 1),
+            "exploration": exploration(run),
         }
         keep = out / f"{agent}-s{seed}"
         keep.mkdir(exist_ok=True)

@@ -170,5 +170,9 @@ def test_bench_learning_trains_seeds_and_reports_final_and_periodic_evaluations(
     for run in results["runs"]:
         evals = (out / run / "evals.csv").read_text().splitlines()
         assert evals[0].startswith("env_steps,updates,episodes,return,success") and len(evals) == 3
-        assert "coverage" in (out / run / "episodes.csv").read_text().splitlines()[0]
+        episodes = list(__import__("csv").DictReader(open(out / run / "episodes.csv")))
+        found = results["runs"][run]["exploration"]
+        assert found["coverage"] == int(float(episodes[-1]["coverage"])) > 0
+        assert found["goal_episodes"] == sum(e["success"] == "True" for e in episodes)
+        assert found["cells_per_episode_last_quarter"] > 0
     assert Image.open(out / "curves.png").size[0] > 1000
