@@ -114,7 +114,7 @@ class ActorCritic(nn.Module):
                                            for k in self.scales})
         self.advantage_norm = Normalizer(cfg.advantage_decay, 1e-8)
         self.entropy_scale = Adaptive(cfg.entropy_scale, cfg.entropy_target, 1e-5, 100.0,
-                                      increase_above=False)
+                                      increase_above=False, rate=cfg.entropy_rate)
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
 
     @property

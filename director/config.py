@@ -87,6 +87,9 @@ class ActorCriticConfig:
     unimix: float = 0.01  # uniform mixing of categorical policies
     entropy_target: float = 0.5  # target normalised entropy of the adaptive entropy bonus
     entropy_scale: float = 1.0  # initial entropy coefficient eta (adapted within [1e-5, 100])
+    # Factor by which eta changes per update while the entropy is off target (paper 1.1).
+    # Nearer 1 is a slower, smoother controller.
+    entropy_rate: float = 1.1
     # Where the normalised entropy that eta adapts on is measured: "all" imagined states, or
     # only the "start" states (replay posteriors, what the agent meets when acting).
     entropy_states: str = "all"
@@ -274,6 +277,10 @@ def validate(cfg: Config) -> None:
         if option in _OWNED_OPTIONS:
             raise ConfigError(f"env.options.{option} is not allowed: set it with "
                               f"{_OWNED_OPTIONS[option]} instead.")
+    for key, value in flat.items():
+        if key.endswith("entropy_rate") and value <= 1.0:
+            raise ConfigError(f"Configuration value {key}={value} must be > 1 (the factor by which the "
+                              "entropy coefficient changes per update; the paper uses 1.1).")
     if cfg.train.eval_every and not cfg.train.eval_episodes:
         raise ConfigError("train.eval_every needs train.eval_episodes > 0 (the episodes of each evaluation).")
     if cfg.env.size not in (16, 32, 64):

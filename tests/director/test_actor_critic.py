@@ -266,6 +266,15 @@ def test_entropy_scale_adapts_toward_half():
     assert float(ac.entropy_scale()) == pytest.approx(1.0)
 
 
+def test_entropy_rate_sets_how_fast_the_coefficient_adapts():
+    ac = make_ac(entropy_rate=1.01)
+    for _ in range(3):
+        ac.after_update(loss_metrics(ac, 0.2))
+    assert float(ac.entropy_scale()) == pytest.approx(1.01 ** 3)
+    ac.after_update(loss_metrics(ac, 0.9))
+    assert float(ac.entropy_scale()) == pytest.approx(1.01 ** 2)
+
+
 def test_categorical_policy_normalised_entropy_per_variable():
     ac = make_ac(action=("discrete", 4, 8), unimix=0.0)
     with torch.no_grad():
