@@ -147,6 +147,10 @@ class ReplayConfig:
     length: int = 64  # T steps per sequence
     prefill: int = 10_000  # random-policy env steps (all envs together) before learning
     train_every: int = 16  # env steps (all envs together) between updates; ratio = B*T/train_every
+    # Fraction of each batch's chunks that hold a step with a non-zero reward, once the replay
+    # has one (the paper samples uniformly: 0). A sparse reward found in a few episodes is
+    # otherwise a few steps in 1e5: the reward head and critics almost never see it.
+    reward_chunks: float = 0.0
 
 
 @dataclass
@@ -215,7 +219,7 @@ _POSITIVE_INT = (
     "replay.length", "replay.train_every", "train.steps", "train.log_every", "train.checkpoint_every",
     "train.devices", "train.max_bad_updates", "train.keep_checkpoints",
 )
-_UNIT_INTERVAL = ("model.kl_balance", "worker.replay_goals")
+_UNIT_INTERVAL = ("model.kl_balance", "worker.replay_goals", "replay.reward_chunks")
 # Open mappings: their entries are free-form keys (`env.options.time_limit=100`), checked by
 # whoever consumes them (the world, for env.options), not by the schema.
 _MAPPINGS = ("env.options",)

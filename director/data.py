@@ -40,7 +40,8 @@ class ExperienceStream(IterableDataset):
         self.cfg, self.rank, self.world_size = cfg, rank, world_size
         self.make_envs, self.agent_policy = make_envs, agent_policy
         seed = cfg.train.seed + 1000 * rank
-        self.replay = Replay(replay_dir, cfg.replay.capacity, cfg.replay.length, seed=seed)
+        self.replay = Replay(replay_dir, cfg.replay.capacity, cfg.replay.length, seed=seed,
+                             reward_chunks=cfg.replay.reward_chunks)
         self.envs = make_envs(seed)
         self.collector = Collector(self.envs, self.replay)
         self.collector.reset(seed=seed)

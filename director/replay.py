@@ -79,15 +79,30 @@ def _as_stored(key: str, value: Any) -> np.ndarray:
 class _Episode:
     """A completed (or cut-short) episode: one array per key, each (L, ...)."""
 
-    __slots__ = ("data", "worker", "name")
+    __slots__ = ("data", "worker", "name", "_rewarded")
 
     def __init__(self, data: dict[str, np.ndarray], worker: int, name: str | None):
         self.data = data
         self.worker = worker
         self.name = name  # file name in the replay directory; None for a memory-only replay
+        self._rewarded: np.ndarray | None = None
+
+    @property
+    def rewarded(self) -> np.ndarray:
+        """Indices of the steps with a non-zero reward (computed once: the data never changes)."""
+        if self._rewarded is None:
+            self._rewarded = _rewarded(self.data)
+        return self._rewarded
 
     def __len__(self) -> int:
         return len(self.data["is_first"])
+
+
+def _rewarded(data: dict[str, np.ndarray]) -> np.ndarray:
+    """Indices (int64) of the steps of ``data`` whose reward is non-zero (none without rewards)."""
+    if "reward" not in data:
+        return np.zeros(0, np.int64)
+    return np.flatnonzero(data["reward"] != 0)
 
 
 class _Buffer:
@@ -173,6 +188,13 @@ class _Stream:
     def changed(self) -> None:
         self._offsets = None
 
+    def rewarded(self) -> np.ndarray:
+        """Stream indices of its steps with a non-zero reward, in order."""
+        parts = [e.rewarded + o for e, o in zip(self.episodes, self.offsets) if len(e.rewarded)]
+        if self.pending:
+            parts.append(_rewarded(self.buffer.view()) + self.completed_steps)
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
     def segment(self, index: int) -> dict[str, np.ndarray]:
         """Arrays of segment ``index``: a completed episode, or the buffer when index == E."""
         if index < len(self.episodes):
@@ -188,12 +210,19 @@ class Replay:
         capacity: maximum number of stored steps (paper: 1e6).
         length: T, the number of steps in a sampled chunk (paper: 64).
         seed: seed of the sampling RNG.
+        reward_chunks: fraction of each batch's chunks that hold a step with a non-zero reward
+            (uniform over such steps, at a uniform place in the chunk) while the replay has any;
+            the other chunks, and all of them before, are uniform over stored steps (paper: 0).
     """
 
-    def __init__(self, directory: str | Path | None, capacity: int, length: int, seed: int = 0):
+    def __init__(self, directory: str | Path | None, capacity: int, length: int, seed: int = 0,
+                 reward_chunks: float = 0.0):
         if capacity < length or length < 1:
             raise ValueError(f"Replay needs 1 <= length <= capacity, got length={length}, "
                              f"capacity={capacity}.")
+        if not 0.0 <= reward_chunks <= 1.0:
+            raise ValueError(f"Replay needs 0 <= reward_chunks <= 1, got {reward_chunks}.")
+        self.reward_chunks = float(reward_chunks)
         self.directory = Path(directory) if directory is not None else None
         self.capacity = int(capacity)
         self.length = int(length)
@@ -277,7 +306,9 @@ class Replay:
         """Draw ``batch`` chunks of T steps: a dict of arrays (B, T, ...).
 
         Each chunk is a window of one worker's stream; its start is uniform over all valid
-        window starts of all streams, i.e. uniform over stored steps. ``is_first[:, 0]`` is True.
+        window starts of all streams, i.e. uniform over stored steps. With ``reward_chunks`` > 0
+        the first round(reward_chunks * batch) chunks instead each hold a rewarded step (see
+        the class docstring), once the replay has one. ``is_first[:, 0]`` is True.
         """
         workers = sorted(self._streams)
         counts = np.array([max(0, len(self._streams[w]) - self.length + 1) for w in workers])
@@ -291,12 +322,35 @@ class Replay:
         bounds = np.cumsum(counts)
         which = np.searchsorted(bounds, starts, side="right")
         offsets = starts - (bounds - counts)[which]
+        n_rewarded = int(round(self.reward_chunks * batch))
+        if n_rewarded:
+            self._rewarded_windows(workers, counts, which, offsets, n_rewarded)
         out = {k: np.empty((batch, self.length, *shape), dtype)
                for k, (shape, dtype) in self._keys.items()}
         for b in range(batch):
             self._fill(out, b, self._streams[workers[which[b]]], int(offsets[b]))
         out["is_first"][:, 0] = True
         return out
+
+    def _rewarded_windows(self, workers: list[int], counts: np.ndarray, which: np.ndarray,
+                          offsets: np.ndarray, n: int) -> None:
+        """Overwrite the first ``n`` (stream, window start) draws in place with windows that hold
+        a rewarded step: the step uniform over all rewarded steps in sampleable streams, its
+        place in the window uniform (within the stream's bounds). No-op while there is none."""
+        found = [(i, self._streams[w].rewarded()) for i, w in enumerate(workers) if counts[i] > 0]
+        found = [(i, r) for i, r in found if len(r)]
+        if not found:
+            return
+        sizes = np.array([len(r) for _, r in found])
+        picks = self.rng.integers(0, int(sizes.sum()), size=n)
+        place = self.rng.integers(0, self.length, size=n)
+        bounds = np.cumsum(sizes)
+        for b, (pick, back) in enumerate(zip(picks, place)):
+            j = int(np.searchsorted(bounds, pick, side="right"))
+            stream, rewarded = found[j]
+            step = int(rewarded[pick - (bounds[j] - sizes[j])])
+            which[b] = stream
+            offsets[b] = min(max(step - int(back), 0), int(counts[stream]) - 1)
 
     def _fill(self, out: dict[str, np.ndarray], b: int, stream: _Stream, start: int) -> None:
         """Copy the window [start, start + T) of ``stream`` into row ``b`` of ``out``."""

@@ -82,6 +82,49 @@ def test_windows_never_mix_workers_and_starts_are_uniform_over_steps():
     assert chi2 < 2 * len(counts)  # dof ~ 600: a non-uniform sampler lands far above
 
 
+def fill_sparse(replay: Replay, worker: int, episode_length: int, steps: int, rewarded: set[int]) -> None:
+    """Like `fill`, with reward 1 only at the steps t in `rewarded` and 0 elsewhere."""
+    for t in range(steps):
+        k = t % episode_length
+        step = make_step(worker, t, k == 0, k == episode_length - 1)
+        step["reward"] = np.float32(t in rewarded)
+        replay.add(step, worker=worker)
+
+
+def test_reward_chunks_hold_a_rewarded_step_at_a_uniform_place():
+    replay = Replay(None, capacity=10_000, length=8, seed=1, reward_chunks=0.25)
+    fill_sparse(replay, 0, episode_length=100, steps=1000, rewarded={3, 517})
+    fill_sparse(replay, 1, episode_length=100, steps=1000, rewarded=set())
+    fill_sparse(replay, 2, episode_length=2000, steps=996, rewarded={995})  # still in progress
+    rows = [replay.sample(8) for _ in range(600)]
+    prioritised = np.concatenate([b["reward"][:2] for b in rows])
+    uniform = np.concatenate([b["reward"][2:] for b in rows])
+    assert (prioritised.sum(1) == 1).all()  # every prioritised chunk holds one rewarded step
+    assert uniform.sum(1).mean() < 0.05  # 3 rewarded steps in 2996: the rest stay uniform
+    ids = np.concatenate([b["id"][:2] for b in rows])
+    hit = ids[prioritised == 1]  # (worker, t) of the rewarded step in each chunk
+    found = {tuple(map(int, x)) for x in hit}
+    assert found == {(0, 3), (0, 517), (2, 995)}
+    for step in ((0, 517), (2, 995), (0, 3)):
+        assert abs((hit == step).all(1).mean() - 1 / 3) < 0.06  # uniform over rewarded steps
+    place = np.argmax(prioritised, 1)
+    assert set(place[(hit == (0, 517)).all(1)]) == set(range(8))  # anywhere in the chunk
+    assert set(place[(hit == (0, 3)).all(1)]) == {0, 1, 2, 3}  # clipped to the stream's start
+    assert set(place[(hit == (2, 995)).all(1)]) == {7}  # and to its end
+    assert all(b["is_first"][:, 0].all() for b in rows)
+
+
+def test_reward_chunks_sample_uniformly_until_a_reward_is_stored():
+    a = Replay(None, capacity=1000, length=8, seed=3)
+    b = Replay(None, capacity=1000, length=8, seed=3, reward_chunks=0.5)
+    for replay in (a, b):
+        fill_sparse(replay, 0, episode_length=50, steps=200, rewarded=set())
+    for _ in range(5):
+        assert (a.sample(4)["id"] == b.sample(4)["id"]).all()
+    with pytest.raises(ValueError, match="reward_chunks"):
+        Replay(None, capacity=1000, length=8, reward_chunks=1.5)
+
+
 def test_capacity_drops_oldest_whole_episodes_first():
     replay = Replay(None, capacity=50, length=5)
     fill(replay, 0, episode_length=10, steps=200)
