@@ -176,3 +176,32 @@ def test_bench_learning_trains_seeds_and_reports_final_and_periodic_evaluations(
         assert found["goal_episodes"] == sum(e["success"] == "True" for e in episodes)
         assert found["cells_per_episode_last_quarter"] > 0
     assert Image.open(out / "curves.png").size[0] > 1000
+
+
+def test_branch_run_continues_a_checkpoint_under_new_settings(tmp_path, capsys):
+    from director import checkpoints, config
+    from director.run import train
+    branch_run = _load_script("branch_run")
+    run = tmp_path / "run"
+    train(config.load("debug", [f"train.run_dir={run}", "train.steps=128", "replay.prefill=32",
+                                "train.checkpoint_every=64", "train.keep_checkpoints=4", "train.threads=1"]),
+          progress=False)
+    kept = sorted((run / "checkpoints").glob("update-*.ckpt"))
+    at = int(kept[0].stem.rsplit("-", 1)[1])
+    assert len(kept) >= 2 and at < 128
+    last_before = (run / "checkpoints" / "last.ckpt").read_bytes()
+    new = tmp_path / "branch"
+    assert branch_run.main([str(run), "--at", str(at), str(new), "replay.reward_chunks=0.5"]) == 0
+    _, ckpt, _ = checkpoints.load(new)
+    assert ckpt["director"]["env_steps"] == at
+    assert ckpt["director"]["config"]["replay"]["reward_chunks"] == 0.5
+    assert ckpt["director"]["config"]["train"]["run_dir"] == str(new)
+    assert (run / "checkpoints" / "last.ckpt").read_bytes() == last_before  # the source is only read
+    train(None, resume=new, progress=False, overrides=["train.steps=96"])
+    _, ckpt, _ = checkpoints.load(new)
+    assert ckpt["director"]["env_steps"] >= 96 and ckpt["director"]["config"]["replay"]["reward_chunks"] == 0.5
+    # Bad input: no checkpoint there, or an existing destination: exit 2, nothing written.
+    assert branch_run.main([str(run), "--at", "7", str(tmp_path / "b2")]) == 2
+    assert "no checkpoint at 7 env steps" in capsys.readouterr().err and not (tmp_path / "b2").exists()
+    assert branch_run.main([str(run), "--at", str(at), str(new)]) == 2
+    assert "already exists" in capsys.readouterr().err

@@ -1,0 +1,92 @@
+"""Branch a run at one of its checkpoints under changed settings: an ablation from the same state.
+
+    python experiments/branch_run.py RUN_DIR --at ENV_STEPS NEW_DIR key=value [key=value ...]
+    director train --resume NEW_DIR train.steps=N
+
+NEW_DIR gets the run as it was at the checkpoint of RUN_DIR taken at ENV_STEPS (see
+`checkpoints/update-<updates>-<env steps>.ckpt`; keep more of them with train.keep_checkpoints):
+that checkpoint, with the overrides applied to the configuration stored in it, its replay stream
+state, and copies of the replay directory, logs and episode history. `director train --resume`
+then continues exactly from there (history written after the checkpoint is set aside as on any
+resume), under the new settings. RUN_DIR is only read. Unlike `--resume`, which only takes
+train.* overrides, any key may change here, except the network sizes the checkpoint's weights fix.
+
+Used for issue 15's diagnosis: maze-m runs at the point where they had first found the goal,
+continued with and without `replay.reward_chunks` (README, "maze-m").
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+from director import config as config_lib
+from director.errors import CheckpointError, UserError
+
+COPIED_DIRS = ("replay", "logs", "tensorboard", "strips")
+COPIED_FILES = ("episodes.csv", "evals.csv")
+
+
+def checkpoint_at(run_dir: Path, env_steps: int) -> Path:
+    """The checkpoint file of `run_dir` taken at `env_steps`, or a CheckpointError listing those kept."""
+    kept = sorted((run_dir / "checkpoints").glob("update-*.ckpt"))
+    for path in kept:
+        if int(path.stem.rsplit("-", 1)[1]) == env_steps:
+            return path
+    have = ", ".join(str(int(p.stem.rsplit("-", 1)[1])) for p in kept) or "none"
+    raise CheckpointError(
+        f"{run_dir} has no checkpoint at {env_steps} env steps (kept: {have}). Pass --at one of "
+        "those; runs keep more checkpoints with train.keep_checkpoints.")
+
+
+def branch(run_dir: Path, env_steps: int, new_dir: Path, overrides: list[str]) -> Path:
+    """Write the branch NEW_DIR (see module docstring); returns its checkpoint."""
+    if new_dir.exists():
+        raise UserError(f"{new_dir} already exists; branch into a new directory (nothing was changed).")
+    source = checkpoint_at(run_dir, env_steps)
+    ckpt = torch.load(source, map_location="cpu", weights_only=False)
+    cfg = config_lib.apply_overrides(config_lib.from_dict(ckpt["director"]["config"]), overrides)
+    cfg.train.run_dir = str(new_dir)
+    ckpt["director"]["config"] = config_lib.to_dict(cfg)
+    tag = source.stem[len("update-"):]
+    streams = sorted((run_dir / "checkpoints").glob(f"stream-*-{tag}.pkl"))
+    staging = new_dir.with_name(new_dir.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "checkpoints").mkdir(parents=True)
+    for name in COPIED_DIRS:
+        if (run_dir / name).is_dir():
+            shutil.copytree(run_dir / name, staging / name)
+    for name in COPIED_FILES:
+        if (run_dir / name).exists():
+            shutil.copy2(run_dir / name, staging / name)
+    for path in streams:
+        shutil.copy2(path, staging / "checkpoints" / path.name)
+    torch.save(ckpt, staging / "checkpoints" / source.name)
+    shutil.copy2(staging / "checkpoints" / source.name, staging / "checkpoints" / "last.ckpt")
+    config_lib.save(cfg, staging / "config.yaml")
+    staging.rename(new_dir)  # a crash above leaves only NEW_DIR.partial, never half a branch
+    return new_dir / "checkpoints" / source.name
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--at", type=int, required=True, metavar="ENV_STEPS", help="env steps of the checkpoint")
+    p.add_argument("new_dir", type=Path)
+    p.add_argument("overrides", nargs="*", help="key=value settings of the branch")
+    args = p.parse_args(argv)
+    try:
+        path = branch(args.run_dir, args.at, args.new_dir, args.overrides)
+    except UserError as e:
+        print(f"branch_run: {e}", file=sys.stderr)
+        return e.exit_code
+    print(f"branch_run: {args.run_dir} at {args.at} env steps -> {args.new_dir} ({path.name}), "
+          f"{' '.join(args.overrides) or 'no overrides'}; continue with `director train --resume {args.new_dir}`")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
