@@ -3,7 +3,7 @@
     director train [PRESET] [key=value ...]      train a new run (default preset: default)
     director train --resume RUN_DIR [key=value]  continue a run exactly where it stopped
                    [--skip-corrupt-replay]      ... without replay files that cannot be read
-    director eval RUN_DIR|CKPT [--world NAME] [--episodes N]
+    director eval RUN_DIR|CKPT [--world NAME] [--episodes N] [--action mode|sample]
     director worlds list | show NAME [--steps N] [--out FILE]
     director config [PRESET] [key=value ...]     print the resolved configuration
     director goals RUN_DIR|CKPT [--out DIR]      goal visualisation report
@@ -45,8 +45,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from director.run import evaluate, load_module
     module, info = load_module(args.target, world=args.world)
-    result = evaluate(module, episodes=args.episodes, seed=args.seed)
-    result.update(world=module.cfg.env.world, updates=info["updates"], env_steps=info["env_steps"],
+    result = evaluate(module, episodes=args.episodes, seed=args.seed,
+                      mode="eval" if args.action == "mode" else "train")
+    result.update(action=args.action, world=module.cfg.env.world, updates=info["updates"], env_steps=info["env_steps"],
                   train_seconds=round(info.get("train_seconds", 0.0), 1))
     print(json.dumps(result))
     return 0
@@ -127,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", help="run directory or checkpoint file")
     p.add_argument("--world", help="evaluate on another world with the same spaces")
     p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--action", choices=("mode", "sample"), default="mode",
+                   help="the worker's (or flat actor's) mode action, or sampled actions as in "
+                        "training; the manager always samples")
     p.add_argument("--seed", type=int, default=12345)
     p.set_defaults(func=_cmd_eval)
 

@@ -73,7 +73,11 @@ def test_eval_reports_return_and_success(run_dir):
     result = _cli("eval", str(run_dir), "--episodes", "1")
     assert result.returncode == 0, result.stderr
     assert '"success"' in result.stdout and '"return"' in result.stdout
-    assert json.loads(result.stdout.strip().splitlines()[-1])["train_seconds"] > 0
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["train_seconds"] > 0 and report["action"] == "mode"
+    sampled = _cli("eval", str(run_dir), "--episodes", "1", "--action", "sample")
+    assert sampled.returncode == 0, sampled.stderr
+    assert json.loads(sampled.stdout.strip().splitlines()[-1])["action"] == "sample"
 
 
 def test_world_that_does_not_match_the_checkpoint_is_a_clear_error(run_dir):
