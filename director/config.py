@@ -274,6 +274,9 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"Configuration value {key}={value} must be > 0.")
         if key.endswith(("discount", "lambda_", "_decay")) and not 0.0 <= value <= 1.0:
             raise ConfigError(f"Configuration value {key}={value} must lie in [0, 1].")
+        if key.endswith("entropy_rate") and value <= 1.0:
+            raise ConfigError(f"Configuration value {key}={value} must be > 1 (the factor by which the "
+                              "entropy coefficient changes per update; the paper uses 1.1).")
         if key.endswith(("weight_decay", "kl_scale", "entropy_scale", "prefill", "horizon",
                          "record_every", "threads", "unimix", "eval_episodes", "eval_every")) and value < 0:
             raise ConfigError(f"Configuration value {key}={value} must be >= 0.")
@@ -281,10 +284,6 @@ def validate(cfg: Config) -> None:
         if option in _OWNED_OPTIONS:
             raise ConfigError(f"env.options.{option} is not allowed: set it with "
                               f"{_OWNED_OPTIONS[option]} instead.")
-    for key, value in flat.items():
-        if key.endswith("entropy_rate") and value <= 1.0:
-            raise ConfigError(f"Configuration value {key}={value} must be > 1 (the factor by which the "
-                              "entropy coefficient changes per update; the paper uses 1.1).")
     if cfg.train.eval_every and not cfg.train.eval_episodes:
         raise ConfigError("train.eval_every needs train.eval_episodes > 0 (the episodes of each evaluation).")
     if cfg.env.size not in (16, 32, 64):

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from director import checkpoints
 from director import config as config_lib
 from director.errors import CheckpointError, UserError
 
@@ -30,13 +31,13 @@ COPIED_DIRS = ("replay", "logs", "tensorboard", "strips")
 COPIED_FILES = ("episodes.csv", "evals.csv")
 
 
-def checkpoint_at(run_dir: Path, env_steps: int) -> Path:
-    """The checkpoint file of `run_dir` taken at `env_steps`, or a CheckpointError listing those kept."""
-    kept = sorted((run_dir / "checkpoints").glob("update-*.ckpt"))
-    for path in kept:
-        if int(path.stem.rsplit("-", 1)[1]) == env_steps:
-            return path
-    have = ", ".join(str(int(p.stem.rsplit("-", 1)[1])) for p in kept) or "none"
+def checkpoint_at(run_dir: Path, env_steps: int) -> str:
+    """The tag of the checkpoint of `run_dir` taken at `env_steps`, or a CheckpointError listing those kept."""
+    kept = checkpoints._tags(run_dir / "checkpoints")
+    for tag in kept:
+        if int(tag.rsplit("-", 1)[1]) == env_steps:
+            return tag
+    have = ", ".join(str(int(t.rsplit("-", 1)[1])) for t in sorted(kept)) or "none"
     raise CheckpointError(
         f"{run_dir} has no checkpoint at {env_steps} env steps (kept: {have}). Pass --at one of "
         "those; runs keep more checkpoints with train.keep_checkpoints.")
@@ -46,29 +47,31 @@ def branch(run_dir: Path, env_steps: int, new_dir: Path, overrides: list[str]) -
     """Write the branch NEW_DIR (see module docstring); returns its checkpoint."""
     if new_dir.exists():
         raise UserError(f"{new_dir} already exists; branch into a new directory (nothing was changed).")
-    source = checkpoint_at(run_dir, env_steps)
-    ckpt = torch.load(source, map_location="cpu", weights_only=False)
+    tag = checkpoint_at(run_dir, env_steps)
+    source = checkpoints.checkpoint_path(run_dir / "checkpoints", tag)
+    ckpt = checkpoints.read(source)
     cfg = config_lib.apply_overrides(config_lib.from_dict(ckpt["director"]["config"]), overrides)
     cfg.train.run_dir = str(new_dir)
     ckpt["director"]["config"] = config_lib.to_dict(cfg)
-    tag = source.stem[len("update-"):]
-    streams = sorted((run_dir / "checkpoints").glob(f"stream-*-{tag}.pkl"))
     staging = new_dir.with_name(new_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    (staging / "checkpoints").mkdir(parents=True)
+    folder = staging / "checkpoints"
+    folder.mkdir(parents=True)
     for name in COPIED_DIRS:
         if (run_dir / name).is_dir():
             shutil.copytree(run_dir / name, staging / name)
     for name in COPIED_FILES:
         if (run_dir / name).exists():
             shutil.copy2(run_dir / name, staging / name)
-    for path in streams:
-        shutil.copy2(path, staging / "checkpoints" / path.name)
-    torch.save(ckpt, staging / "checkpoints" / source.name)
-    shutil.copy2(staging / "checkpoints" / source.name, staging / "checkpoints" / "last.ckpt")
+    stream_tag = ckpt["director"]["stream_tag"]
+    for rank in range(cfg.train.devices):
+        shutil.copy2(checkpoints.stream_path(source.parent, rank, stream_tag),
+                     checkpoints.stream_path(folder, rank, stream_tag))
+    torch.save(ckpt, checkpoints.checkpoint_path(folder, tag))
+    checkpoints.publish(folder, tag)
     config_lib.save(cfg, staging / "config.yaml")
     staging.rename(new_dir)  # a crash above leaves only NEW_DIR.partial, never half a branch
-    return new_dir / "checkpoints" / source.name
+    return checkpoints.checkpoint_path(new_dir / "checkpoints", tag)
 
 
 def main(argv: list[str] | None = None) -> int:
