@@ -21,9 +21,9 @@ from goal_vis.episode import Cell, StateProbe, torch_threads
 
 
 @torch.no_grad()
-def cell_goals(agent: Any, probe: StateProbe, warmup: int = 4) -> torch.Tensor:
-    """Goals (cells, D): the goal autoencoder's mode reconstruction of the deter after `warmup`
-    no-op frames of the agent on each reachable cell (rendered with the reset context)."""
+def cell_states(agent: Any, probe: StateProbe, warmup: int = 4) -> dict[str, torch.Tensor]:
+    """Posterior states {deter, stoch, logits} (cells, ...) after `warmup` no-op frames of the
+    agent on each reachable cell (rendered with the reset context)."""
     device = next(agent.parameters()).device
     images = torch.as_tensor(probe.candidates(probe.context()), device=device)
     n = images.shape[0]
@@ -36,7 +36,15 @@ def cell_goals(agent: Any, probe: StateProbe, warmup: int = 4) -> torch.Tensor:
         first = torch.full((n,), i == 0, device=device)
         embed = agent.wm.embed({"image": images, "is_first": first})
         state = agent.wm.rssm.obs_step(state, noop if i else torch.zeros_like(noop), embed, first)
-    return agent.goal_ae.decode(agent.goal_ae.encode(state["deter"]).mode())
+    return state
+
+
+@torch.no_grad()
+def cell_goals(agent: Any, probe: StateProbe, warmup: int = 4) -> torch.Tensor:
+    """Goals (cells, D): the goal autoencoder's mode reconstruction of each cell's deter
+    (`cell_states`)."""
+    deter = cell_states(agent, probe, warmup)["deter"]
+    return agent.goal_ae.decode(agent.goal_ae.encode(deter).mode())
 
 
 @torch.no_grad()

@@ -9,6 +9,9 @@ Writes into OUT (default RUN_DIR/goals):
     rollouts.png     the worker in imagination toward fixed goals from (a) the manager, (b) a
                      random prior code, (c) another replay state through the goal autoencoder
     atlas.png        each code variable swept over its classes, plus random codes
+    reach.png        (known-state worlds) the worker alone toward every cell's goal
+    values.png       (known-state worlds) per cell: reward head, exploration bonus, manager
+                     critics, and where the manager's goal points from there
     openloop.png     the world model's open-loop prediction: truth / model / error
     curves.png       training curves from logs/version_*/metrics.csv and episodes.csv
     report.html      all of the above in one self-contained page
@@ -48,6 +51,7 @@ from goal_vis.decode import decode_feat
 from goal_vis.episode import EpisodeRecord, StateProbe, goal_frames, private_rng, run_episode
 from goal_vis.reach import reach_image, reach_map
 from goal_vis.rollouts import open_loop_sheet, rollout_sheet
+from goal_vis.values import value_image, value_map
 from goal_vis.video import ffmpeg_binary, video_frames, write_gif, write_mp4
 
 THRESHOLD = 0.7  # a goal period counts as reached above this max-cosine
@@ -281,6 +285,11 @@ def make_report(module: Any, info: dict, out: str | Path, run_dir: Path | None =
             if reach:
                 Image.fromarray(reach_image(reach, records[0].images[0])).save(out / "reach.png")
                 files["reach"] = "reach.png"
+            vmap = value_map(agent, env)
+            files["values"] = None
+            if vmap:
+                Image.fromarray(value_image(vmap, records[0].images[0])).save(out / "values.png")
+                files["values"] = "values.png"
 
             gif, mp4 = episode_video(records[0], k, video_steps, out)
             files["episode_gif"], files["episode_mp4"] = gif.name, (mp4.name if mp4 else None)
@@ -320,6 +329,7 @@ def make_report(module: Any, info: dict, out: str | Path, run_dir: Path | None =
         "goal_reaching": reaching, "goal_positions": positions,
         "worker_reach": {k: v for k, v in reach.items() if k in ("exact", "within_one", "steps", "mode")}
         if reach else {"available": False},
+        "values": _value_summary(vmap),
         "imagined_rollouts": {"horizon": horizon, "data": data_source, **rollout_stats},
         "open_loop": {"context": CONTEXT, "data": data_source, **open_loop_stats},
         "curves": titles,
@@ -333,6 +343,17 @@ def make_report(module: Any, info: dict, out: str | Path, run_dir: Path | None =
     summary["seconds"] = round(time.time() - started, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
     return summary
+
+
+def _value_summary(vmap: dict) -> dict:
+    """Per reading of the value map: min, max, and the value on the task goal's cell."""
+    if not vmap:
+        return {"available": False}
+    goal = vmap["cells"].index(vmap["goal"]) if vmap.get("goal") in vmap["cells"] else None
+    out: dict[str, Any] = {"available": True, "toward_closer": vmap.get("toward_closer")}
+    for name, vals in vmap["values"].items():
+        out[name] = {"min": min(vals), "max": max(vals), "at_goal": vals[goal] if goal is not None else None}
+    return out
 
 
 def _json_default(x: Any) -> Any:
@@ -383,6 +404,19 @@ def _sections(summary: dict, out: Path, records: list[EpisodeRecord], shown: int
             "of the state of standing there); the worker alone acts from the reset state toward it for "
             "2K steps. Each cell shows the distance at which the worker stopped from it (green 0, "
             "yellow 1, red 2 or more). The manager can only use goals the worker reaches.")
+    values = summary["values"]
+    if files.get("values"):
+        quality.images.append((out / files["values"], "value map"))
+        quality.table += [(f"{name}: min / max / on the goal cell",
+                           f"{_fmt(v['min'])} / {_fmt(v['max'])} / {_fmt(v['at_goal'])}")
+                          for name, v in values.items() if isinstance(v, dict)]
+        quality.table.append(("cells whose manager goal (mode) is nearer the task goal",
+                              values["toward_closer"]))
+        quality.notes.append(
+            "Value map: every reachable cell encoded as in the reach map; per cell the reward head's "
+            "prediction, the exploration bonus, and the manager's critics (blue lowest, yellow highest; "
+            "the task goal outlined in white). The last panel links each cell to the cell of the "
+            "manager's mode goal from there (nearest by max-cosine).")
     episodes = html.Section("Episodes", table=[
         (f"episode {i}", f"return {e['return']:g}, {e['length']} steps, success {e['success']}, "
                          f"{e['decisions']} decisions") for i, e in enumerate(summary["episodes"])])

@@ -11,7 +11,8 @@ from director.module import DirectorModule
 from goal_vis import record_strip
 from goal_vis.curves import panels, plot_curves, read_metrics
 from goal_vis.episode import StateProbe, private_rng, run_episode
-from goal_vis.reach import cell_goals, reach_image, reach_map
+from goal_vis.reach import cell_goals, cell_states, reach_image, reach_map
+from goal_vis.values import maze_distances, value_image, value_map
 from goal_vis.video import ffmpeg_binary, video_frames, write_gif, write_mp4
 
 
@@ -157,4 +158,50 @@ def test_cell_goals_are_goal_autoencoder_reconstructions(module):
     assert goals.shape == (len(probe.cells), agent.cfg.model.rssm.deter) and torch.isfinite(goals).all()
     # Different cells are different states, so their goals differ.
     assert (goals[0] - goals[-1]).abs().max() > 0
+    env.close()
+
+
+def test_maze_distances_are_shortest_paths_through_free_cells():
+    # A U: (0,0) (0,1) (0,2) / (1,2) / (2,0) (2,1) (2,2); (1,0) and (1,1) are walls.
+    cells = [(0, 0), (0, 1), (0, 2), (1, 2), (2, 2), (2, 1), (2, 0), (5, 5)]
+    assert maze_distances(cells, (2, 0)) == [6, 5, 4, 3, 2, 1, 0, -1]
+
+
+def test_value_map_reads_the_model_and_critics_on_every_cell(module, monkeypatch):
+    agent = module.agent
+    env = worlds.make("maze-s", size=16, seed=0)
+    probe = StateProbe(env)
+    torch.manual_seed(1)
+    vmap = value_map(agent, env)
+    cells = probe.cells
+    assert vmap["cells"] == cells and vmap["goal"] == tuple(env.unwrapped.goal_pos)
+    assert set(vmap["values"]) == {"reward", "expl", "manager_extr", "manager_expl"}
+    torch.manual_seed(1)  # the same posterior samples as inside value_map
+    state = cell_states(agent, probe)
+    feat = agent.wm.feat(state)
+    assert vmap["values"]["reward"] == pytest.approx(agent.wm.predict_reward(feat).tolist(), abs=1e-6)
+    assert vmap["values"]["manager_extr"] == pytest.approx(agent.manager.ac.value("extr", feat).tolist(), abs=1e-6)
+    dist = dict(zip(cells, vmap["goal_distance"]))
+    assert dist[vmap["goal"]] == 0 and dist[tuple(env.unwrapped.start_pos)] == 12  # maze-s: 12 steps
+    assert all(t in cells for t in vmap["toward"]) and 0.0 <= vmap["toward_closer"] <= 1.0
+    # A manager whose every goal is the state of standing on the task goal points every cell there.
+    goal_deter = state["deter"][cells.index(vmap["goal"])]
+    monkeypatch.setattr(agent.goal_ae, "decode", lambda code: goal_deter.expand(code.shape[0], -1))
+    torch.manual_seed(1)
+    vmap = value_map(agent, env)
+    assert vmap["toward"] == [vmap["goal"]] * len(cells) and vmap["toward_closer"] == 1.0
+    image = value_image(vmap, env.reset()[0]["image"])
+    assert image.dtype == np.uint8 and image.shape[2] == 3 and image.shape[1] >= 5 * 256
+    env.close()
+
+
+def test_value_map_of_flat_dreamer_reads_its_actor_critic():
+    import director.config
+
+    torch.manual_seed(0)
+    flat = DirectorModule(director.config.load("debug", ["agent=dreamer"]))
+    env = worlds.make("maze-s", size=16, seed=0)
+    vmap = value_map(flat.agent, env)
+    assert set(vmap["values"]) == {"reward", "actor_extr"} and "toward" not in vmap
+    assert len(vmap["values"]["actor_extr"]) == len(vmap["cells"])
     env.close()

@@ -21,7 +21,7 @@ from director import cli
 from goal_vis.report import make_report
 
 CHROMIUM = "/usr/bin/chromium"
-PNGS = ("decisions.png", "rollouts.png", "atlas.png", "openloop.png", "curves.png", "reach.png")
+PNGS = ("decisions.png", "rollouts.png", "atlas.png", "openloop.png", "curves.png", "reach.png", "values.png")
 
 
 def _goals_process(*args: str) -> subprocess.Popen:
@@ -90,6 +90,11 @@ def test_goals_summary_reports_goal_quality_and_positions(report):
     reach = summary["worker_reach"]
     assert 0.0 <= reach["exact"] <= reach["within_one"] <= 1.0
     assert reach["steps"] == 2 * summary["goal_every"]
+    values = summary["values"]
+    # Pin Pad (the debug world) has no single goal cell: no on-goal value, no "nearer" fraction.
+    assert values["available"] and values["toward_closer"] is None
+    for name in ("reward", "expl", "manager_extr", "manager_expl"):
+        assert values[name]["min"] <= values[name]["max"] and values[name]["at_goal"] is None, name
     assert summary["imagined_rollouts"]["data"] == "run replay"
     assert set(summary["imagined_rollouts"]) >= {"manager", "prior", "replay"}
     assert summary["files"]["episode_gif"] == "episode.gif"
