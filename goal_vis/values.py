@@ -13,7 +13,10 @@ frames of the agent standing on it. For each cell the map records
              whose state has the highest max-cosine to the decoded goal
 
 It answers the questions a long sparse maze raises: was the task reward learned where it is,
-do the critics' values slope toward it, and do the manager's goals lead there.
+do the critics' values slope toward it, and do the manager's goals lead there. A caveat for the
+critics: a probe state is 4 frames after an episode start, which is how the agent sees the
+cells near the start; on a cell far from it the agent's real state carries a longer history,
+so the critics read a state they were rarely trained on there.
 """
 from __future__ import annotations
 
