@@ -43,10 +43,10 @@ def stream_path(folder: Path, rank: int, tag: str) -> Path:
     return folder / f"stream-rank{rank}-{tag}.pkl"
 
 
-def _tags(folder: Path) -> list[str]:
+def tags(folder: Path) -> list[str]:
     """Tags of the update-*.ckpt files in `folder`, newest first."""
-    tags = [m.group(1) for m in (_CKPT.match(p.name) for p in folder.glob("update-*.ckpt")) if m]
-    return sorted(tags, reverse=True)
+    found = [m.group(1) for m in (_CKPT.match(p.name) for p in folder.glob("update-*.ckpt")) if m]
+    return sorted(found, reverse=True)
 
 
 def publish(folder: Path, tag: str) -> None:
@@ -63,9 +63,9 @@ def publish(folder: Path, tag: str) -> None:
 def prune(folder: Path, keep: int, rank: int, is_global_zero: bool) -> None:
     """Delete all but the newest `keep` checkpoints and this rank's stream files of the others.
     Call only once the newest checkpoint is complete on disk."""
-    kept = set(_tags(folder)[:keep])
+    kept = set(tags(folder)[:keep])
     if is_global_zero:
-        for tag in _tags(folder)[keep:]:
+        for tag in tags(folder)[keep:]:
             checkpoint_path(folder, tag).unlink(missing_ok=True)
     for path in folder.glob(f"stream-rank{rank}-*.pkl"):
         match = _STREAM.match(path.name)
@@ -123,7 +123,7 @@ def load(target: str | Path, streams: bool = False) -> tuple[Path, dict[str, Any
     stderr in one line. A checkpoint file given by name is read as given."""
     path, run_dir = resolve(target)
     folder = path.parent
-    older = [checkpoint_path(folder, t) for t in _tags(folder)] if path.name == LAST else []
+    older = [checkpoint_path(folder, t) for t in tags(folder)] if path.name == LAST else []
     if run_dir is None or not older:
         return path, read(path), run_dir
     problems = []

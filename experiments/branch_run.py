@@ -33,7 +33,7 @@ COPIED_FILES = ("episodes.csv", "evals.csv")
 
 def checkpoint_at(run_dir: Path, env_steps: int) -> str:
     """The tag of the checkpoint of `run_dir` taken at `env_steps`, or a CheckpointError listing those kept."""
-    kept = checkpoints._tags(run_dir / "checkpoints")
+    kept = checkpoints.tags(run_dir / "checkpoints")
     for tag in kept:
         if int(tag.rsplit("-", 1)[1]) == env_steps:
             return tag

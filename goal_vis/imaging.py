@@ -124,6 +124,17 @@ def border(image: np.ndarray, colour: tuple[int, int, int], width: int = 2) -> n
     return out
 
 
+def grid_cell(width: float, cells: Sequence[tuple[int, int]]) -> float:
+    """Size in output pixels of one grid cell in a `width`-pixel rendering whose free `cells`
+    (x, y) are closed by one row/column of walls on each side."""
+    return width / (max(max(c[0] for c in cells), max(c[1] for c in cells)) + 2)
+
+
+def cell_box(c: tuple[int, int], size: float) -> tuple[float, float, float, float]:
+    """Pixel box (left, top, right, bottom) of cell `c`, one pixel inside its edges."""
+    return c[0] * size + 1, c[1] * size + 1, (c[0] + 1) * size - 1, (c[1] + 1) * size - 1
+
+
 def error_map(truth: np.ndarray, prediction: np.ndarray) -> np.ndarray:
     """Per-pixel absolute error (mean over channels) of two uint8 (..., H, W, 3) stacks as a
     black (0) to white (full scale) image (..., H, W, 3)."""

@@ -96,12 +96,9 @@ def reach_image(reach: dict, background: np.ndarray, target: int = 320) -> np.nd
     image = Image.fromarray(imaging.upscale(background, scale))
     draw = ImageDraw.Draw(image)
     cells: list[Cell] = reach["cells"]
-    xs, ys = [c[0] for c in cells], [c[1] for c in cells]
-    # Cell size in output pixels, from the grid extent (walls around the free cells).
-    cell = image.width / (max(max(xs), max(ys)) + 2)
+    cell = imaging.grid_cell(image.width, cells)
     for (x, y), d in zip(cells, reach["distance"]):
         colour = (40, 200, 40) if d == 0 else (230, 200, 0) if d == 1 else (220, 40, 40)
-        box = (x * cell + 1, y * cell + 1, (x + 1) * cell - 1, (y + 1) * cell - 1)
-        draw.rectangle(box, outline=colour, width=2)
+        draw.rectangle(imaging.cell_box((x, y), cell), outline=colour, width=2)
         draw.text((x * cell + cell / 3, y * cell + cell / 4), str(d), fill=colour, font=imaging.font())
     return np.asarray(image)

@@ -101,10 +101,7 @@ def value_image(vmap: dict, background: np.ndarray, target: int = 256) -> np.nda
     scale = imaging.panel_scale(background.shape[0], target)
     base = Image.fromarray(imaging.upscale(background, scale))
     cells: list[Cell] = vmap["cells"]
-    cell = base.width / (max(max(c[0] for c in cells), max(c[1] for c in cells)) + 2)
-
-    def box(c: Cell) -> tuple[float, float, float, float]:
-        return c[0] * cell + 1, c[1] * cell + 1, (c[0] + 1) * cell - 1, (c[1] + 1) * cell - 1
+    cell = imaging.grid_cell(base.width, cells)
 
     panels = []
     for name, vals in vmap["values"].items():
@@ -113,9 +110,9 @@ def value_image(vmap: dict, background: np.ndarray, target: int = 256) -> np.nda
         arr = np.asarray(vals, dtype=np.float64)
         low, high = float(arr.min()), float(arr.max())
         for c, v in zip(cells, arr):
-            draw.rectangle(box(c), fill=_colour((v - low) / (high - low) if high > low else 0.5))
+            draw.rectangle(imaging.cell_box(c, cell), fill=_colour((v - low) / (high - low) if high > low else 0.5))
         if vmap.get("goal") is not None:
-            draw.rectangle(box(vmap["goal"]), outline=(255, 255, 255), width=2)
+            draw.rectangle(imaging.cell_box(vmap["goal"], cell), outline=(255, 255, 255), width=2)
         panels.append(imaging.caption(np.asarray(image), [name, f"{low:.3g} .. {high:.3g}"]))
     if "toward" in vmap:
         image = base.copy()
