@@ -170,6 +170,8 @@ class TrainConfig:
     accelerator: str = "auto"  # cpu | cuda | gpu | auto (Lightning)
     devices: int = 1  # processes/GPUs; > 1 runs DDP
     # 32-true | bf16-mixed (CPU and CUDA: matmuls and convolutions in bfloat16) | 16-mixed (CUDA)
+    # | auto (bf16-mixed where the CPU or GPU runs bf16 natively, else 32-true; the start line
+    # says which)
     precision: str = "32-true"
     # torch.compile the loss and its backward (inductor; needs a C++ compiler on the CPU). The
     # first update compiles (minutes on 2 cores; later runs reuse torch's on-disk cache).
@@ -205,7 +207,7 @@ class Config:
 _CHOICES: dict[str, tuple[str, ...]] = {
     "agent": ("director", "dreamer", "worldmodel"),
     "worker.goal_reward": ("max_cosine", "cosine", "l2"),
-    "train.precision": ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true"),
+    "train.precision": ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true"),
     "train.accelerator": ("auto", "cpu", "cuda", "gpu", "mps"),
     "train.compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
     "actor.entropy_states": ("all", "start"),

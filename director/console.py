@@ -25,6 +25,7 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 
 from director.config import Config
+from director.module import native_bf16
 
 RECENT_EPISODES = 20  # the bar's return and success are means over this many last episodes
 RATE_WINDOW = 64  # the bar's updates/s is measured over this many last updates (not the compile)
@@ -67,10 +68,17 @@ def start_line(cfg: Config, trainer: L.Trainer, run_dir: Path, preset: str | Non
     where = f"{device.type}" + (f" x{trainer.world_size}" if trainer.world_size > 1 else "")
     what = f"preset {preset}" if preset else "its stored configuration"
     start = f"from {resumed_at:,} " if resumed_at else ""
+    precision = str(trainer.precision)
+    if cfg.train.precision == "auto":
+        precision += " (precision auto)"
     line = (f"director: training {cfg.agent} on {cfg.env.world} ({what}) {start}to {cfg.train.steps:,} "
-            f"env steps on {where}, {cfg.train.precision}{', compiled' if cfg.train.compile else ''}, "
+            f"env steps on {where}, {precision}{', compiled' if cfg.train.compile else ''}, "
             f"{torch.get_num_threads()} threads; run directory {run_dir}. Ctrl-C stops with a "
             f"checkpoint; continue with `director train --resume {run_dir}`.")
+    if precision.startswith("bf16") and not native_bf16(device.type):
+        line += (f"\ndirector: warning: this {device.type.upper()} has no native bf16 matmuls (AVX512-BF16 or "
+                 "AMX on a CPU), so bf16 runs emulated, many times slower than fp32; use "
+                 "train.precision=auto (fp32 here) or 32-true.")
     if device.type == "cpu" and torch.cuda.is_available():
         line += "\ndirector: warning: a GPU is available but unused; train on it with train.accelerator=cuda."
     return line

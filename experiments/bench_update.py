@@ -19,16 +19,17 @@ times `Agent.train_step` (forward, backward, per-group clip, every optimiser):
 - baseline: the baseline commit's code, fp32;
 - eager: this checkout, fp32, not compiled;
 - fast: this checkout, `Agent.compile(cfg.train.compile_mode)` then every update under
-  torch.autocast("cpu", bfloat16); skipped with a message while `Agent.compile` does not exist.
+  torch.autocast("cpu", bfloat16) where the CPU runs bf16 natively (as train.precision=auto;
+  fp32 elsewhere); skipped with a message while `Agent.compile` does not exist.
 
 Reported per preset and code path: ms per update (s for peer; median over the timed updates
 after the warm-up, then the median over the rounds), speed-up over the baseline, GFLOP/s (FLOPs
 of one eager update counted by torch.utils.flop_counter.FlopCounterMode: matmuls and
 convolutions only, the same count for every path), % of the matmul peak measured here (fp32 for
-baseline and eager, bf16 for fast; 2048x2048, 1024 with --quick), peak RSS, and the seconds of
+baseline and eager, the fast path's precision for fast; 2048x2048, 1024 with --quick), peak RSS, and the seconds of
 the first update (for fast: compile + first update). Then env steps/s of
 `director train default` over `--train-updates` updates (default 2000; prefill included; this
-checkout with train.compile=true train.precision=bf16-mixed where those keys exist). The last
+checkout with train.compile=true train.precision=auto where those keys exist). The last
 line is a summary to paste into a note:
 
     bench_update: default eager X ms -> fast Y ms (Z.ZZx); peer-size eager A s -> fast B s (C.CCx)
@@ -121,6 +122,9 @@ def run_child(code: str, yaml_path: str, source: str, updates: int, warmup: int,
     size = cfg.env.size
     agent = Agent(cfg, (size, size, 3), ("discrete", ACTIONS))
     optimizers = agent.make_optimizers()
+    # The fast path runs bf16 only where the CPU has native bf16 matmuls (train.precision=auto).
+    bf16 = code == "fast" and _native_bf16()
+    out["precision"] = "bf16" if bf16 else "fp32"
     if code == "fast":
         mode = getattr(cfg.train, "compile_mode", "default")
         start = time.perf_counter()
@@ -128,7 +132,7 @@ def run_child(code: str, yaml_path: str, source: str, updates: int, warmup: int,
         out.update(compile_mode=mode, compile_call_s=time.perf_counter() - start)
 
     def update() -> None:
-        autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if code == "fast" else contextlib.nullcontext())
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
         with autocast:
             agent.train_step(batch, optimizers)
 
@@ -168,7 +172,7 @@ def aggregate(runs: list[dict]) -> dict:
     flops = [r["flops"] for r in done if "flops" in r]
     if flops:
         out["flops"] = flops[0]
-    for key in ("dropped_keys", "defaulted_keys", "compile_mode"):
+    for key in ("dropped_keys", "defaulted_keys", "compile_mode", "precision"):
         if key in done[0]:
             out[key] = done[0][key]
     return out
@@ -204,7 +208,7 @@ def table(results: dict[str, dict[str, dict]], peaks: dict[str, float]) -> list[
                 lines.append(f"| {preset} | {code} | {why} | | | | | |")
                 continue
             gflops = flops / (r["ms"] / 1e3) / 1e9 if flops else None
-            peak = peaks["bf16" if code == "fast" else "fp32"]
+            peak = peaks[r.get("precision", "fp32")]
             rate = f"{gflops:.1f} | {100 * gflops / peak:.1f}%" if gflops else "n/a | n/a"
             warm = f" / {r['first_warm_s']:.1f}" if r.get("first_warm_s") is not None else ""
             first = f"{r['first_s']:.1f}{warm}" if code == "fast" else "-"
@@ -247,6 +251,15 @@ def _run_child(code: str, yaml_path: Path, source: Path, updates: int, warmup: i
     return json.loads(lines[-1][len("RESULT "):])
 
 
+def _native_bf16() -> bool:
+    """This checkout's check for native bf16 matmuls on the CPU (True where it has none yet)."""
+    try:
+        from director.module import native_bf16
+    except ImportError:
+        return True
+    return native_bf16("cpu")
+
+
 def _train_rate(updates: int, threads: int, scratch: Path) -> str:
     """Env steps/s of `director train default` over `updates` updates (prefill included)."""
     sys.path.insert(0, str(REPO))
@@ -254,7 +267,7 @@ def _train_rate(updates: int, threads: int, scratch: Path) -> str:
     cfg = config_lib.load("default")
     steps = cfg.replay.prefill + updates * cfg.replay.train_every
     keys = set(config_lib.valid_keys())
-    fast = ["train.compile=true", "train.precision=bf16-mixed"] if "train.compile" in keys else []
+    fast = ["train.compile=true", "train.precision=auto"] if "train.compile" in keys else []
     fast += ["train.eval_episodes=0"] if "train.eval_episodes" in keys else []  # time training only
     run_dir = scratch / "train-run"
     cmd = [sys.executable, "-m", "director", "train", "default", f"train.steps={steps}",

@@ -80,6 +80,32 @@ def test_start_line_warns_about_an_unused_gpu(monkeypatch):
     assert "GPU is available but unused" in line and "train.accelerator=cuda" in line
 
 
+def test_precision_auto_is_bf16_only_where_it_is_native(monkeypatch):
+    from director import module
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert not module.native_bf16("cpu")
+    assert module.resolve_precision("auto", "cpu") == "32-true"
+    assert module.resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"  # asked for: kept
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert module.native_bf16("cpu") and module.resolve_precision("auto", "cpu") == "bf16-mixed"
+
+
+def test_start_line_names_the_precision_auto_chose_and_warns_about_emulated_bf16(monkeypatch):
+    import lightning as L
+    from director import console
+    cfg = config.load("debug", ["train.precision=auto"])
+    trainer = L.Trainer(accelerator="cpu", precision="32-true", logger=False, enable_progress_bar=False)
+    line = console.start_line(cfg, trainer, "runs/x")
+    assert "on cpu, 32-true (precision auto)" in line and "warning" not in line
+    trainer = L.Trainer(accelerator="cpu", precision="bf16-mixed", logger=False, enable_progress_bar=False)
+    monkeypatch.setattr(console, "native_bf16", lambda device_type: False)
+    line = console.start_line(config.load("debug", ["train.precision=bf16-mixed"]), trainer, "runs/x")
+    assert "no native bf16" in line and "train.precision=auto" in line
+    monkeypatch.setattr(console, "native_bf16", lambda device_type: True)
+    assert "warning" not in console.start_line(config.load("debug", ["train.precision=bf16-mixed"]), trainer, "runs/x")
+
+
 def test_summary_compares_the_agent_with_a_random_policy_and_is_saved(run):
     path, first, _ = run
     summary = json.loads((path / "summary.json").read_text())  # the resumed segment's

@@ -124,7 +124,8 @@ def test_bench_update_summary_line_and_peer_preset():
     base = bench.aggregate(runs)
     assert base["ms"] == 200.0 and base["peak_rss_mb"] == 520.0  # median of the per-run medians, largest RSS
     assert bench.aggregate([{"skipped": "no Agent.compile"}]) == {"skipped": "no Agent.compile"}
-    eager, fast = (bench.aggregate([{"ms": ms, "peak_rss_mb": 400.0, "first_s": 9.0}]) for ms in (150.0, 80.0))
+    eager, fast = (bench.aggregate([{"ms": ms, "peak_rss_mb": 400.0, "first_s": 9.0, "precision": p}])
+                   for ms, p in ((150.0, "fp32"), (80.0, "bf16")))
     results = {"default": {"baseline": base, "eager": eager, "fast": fast},
                "peer": {"baseline": {"ms": 12_345.0}, "eager": {"ms": 9_000.0}, "fast": {}}}
     assert bench.summary_line(results) == ("bench_update: default eager 200 ms -> fast 80 ms (2.50x); "
@@ -133,6 +134,8 @@ def test_bench_update_summary_line_and_peer_preset():
     rows = bench.table({"default": results["default"]}, {"fp32": 200.0, "bf16": 400.0})
     assert "| default | eager | 150.0 ms | 1.33x | 100.0 | 50.0% |" in rows[3]
     assert rows[4] == "| default | fast | 80.0 ms | 2.50x | 187.5 | 46.9% | 400 | 9.0 |"  # % of the bf16 peak
+    results["default"]["fast"]["precision"] = "fp32"  # a CPU without native bf16: fp32's peak
+    assert "| 187.5 | 93.8% |" in bench.table({"default": results["default"]}, {"fp32": 200.0, "bf16": 400.0})[4]
     assert bench.table({"peer": {"fast": {"skipped": "no Agent.compile"}}}, {})[-1] == \
         "| peer | fast | no Agent.compile | | | | | |"
     assert bench.summary_line({}) == ("bench_update: default eager n/a -> fast n/a (n/a); "
