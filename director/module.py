@@ -74,9 +74,11 @@ def resolve_precision(precision: str, accelerator: str) -> str:
     (`native_bf16`) and 32-true elsewhere; any other value is returned as it is."""
     if precision != "auto":
         return precision
-    device_type = "cuda" if accelerator in ("cuda", "gpu") or (
-        accelerator == "auto" and torch.cuda.is_available()) else accelerator
-    return "bf16-mixed" if native_bf16(device_type if device_type != "auto" else "cpu") else "32-true"
+    if accelerator in ("cuda", "gpu") or (accelerator == "auto" and torch.cuda.is_available()):
+        device_type = "cuda"
+    else:
+        device_type = "cpu" if accelerator == "auto" else accelerator
+    return "bf16-mixed" if native_bf16(device_type) else "32-true"
 
 
 def compile_unavailable(device: torch.device) -> str | None:

@@ -40,7 +40,7 @@ from director import checkpoints, history
 from director import config as config_lib
 from director.config import Config, EnvConfig
 from director.errors import CheckpointError, ConfigError
-from director.module import DirectorModule, RunCheckpoint
+from director.module import DirectorModule, RunCheckpoint, resolve_precision
 
 EVAL_SEED = 12345  # env and policy seed of end-of-run evaluations (as `director eval`'s default)
 
@@ -225,11 +225,11 @@ class Evaluator(L.Callback):
 
 def make_trainer(cfg: Config, run_dir: Path, callbacks: list, progress: bool = True,
                  epochs: int = 1, purge_step: int | None = None) -> L.Trainer:
-    from director.module import resolve_precision
     strategy = "ddp" if cfg.train.devices > 1 else "auto"
+    precision = resolve_precision(cfg.train.precision, cfg.train.accelerator)
     return L.Trainer(
         accelerator=cfg.train.accelerator, devices=cfg.train.devices, strategy=strategy,
-        precision=resolve_precision(cfg.train.precision, cfg.train.accelerator), max_epochs=epochs, logger=_loggers(run_dir, purge_step), callbacks=callbacks,
+        precision=precision, max_epochs=epochs, logger=_loggers(run_dir, purge_step), callbacks=callbacks,
         enable_progress_bar=progress, enable_model_summary=False,
         log_every_n_steps=max(1, cfg.train.log_every // cfg.replay.train_every),
         enable_checkpointing=False, num_sanity_val_steps=0, deterministic=False)
