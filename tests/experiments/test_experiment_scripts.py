@@ -208,3 +208,25 @@ def test_branch_run_continues_a_checkpoint_under_new_settings(tmp_path, capsys):
     assert "no checkpoint at 7 env steps" in capsys.readouterr().err and not (tmp_path / "b2").exists()
     assert branch_run.main([str(run), "--at", str(at), str(new)]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_trace_eval_reports_every_decision_and_step(tmp_path, capsys):
+    from director import config
+    from director.run import train
+    trace_eval = _load_script("trace_eval")
+    run = train(config.load("debug", [f"train.run_dir={tmp_path / 'run'}", "env.world=maze-s", "train.steps=96",
+                                      "replay.prefill=64", "train.threads=1"]), progress=False)
+    assert trace_eval.main([str(run), "--episodes", "1", "--max-steps", "10"]) == 0
+    out = capsys.readouterr().out
+    # The debug preset draws a goal every 4 steps: decisions at steps 0, 4 and 8 of 10.
+    decisions = [line for line in out.splitlines() if line.lstrip().startswith("t=")]
+    assert [int(line.split("=")[1].split()[0]) for line in decisions] == [0, 4, 8], out
+    steps = next(line for line in out.splitlines() if line.lstrip().startswith("steps: "))
+    counts = eval(steps.split("steps: ")[1].split(";")[0])  # {'move': m, 'noop': n, 'bump': b}
+    assert sum(counts.values()) == 10, steps
+    assert "worker entropy (normalised) mean" in out
+    # A world without true positions is bad input: exit 2 and a message naming the fix.
+    pinpad = train(config.load("debug", [f"train.run_dir={tmp_path / 'pinpad'}", "train.steps=64",
+                                         "replay.prefill=32", "train.threads=1"]), progress=False)
+    assert trace_eval.main([str(pinpad), "--episodes", "1"]) == 2
+    assert "not a grid maze" in capsys.readouterr().err
