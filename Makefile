@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # The CPU build of torch: small and fast to install. GPU users: see README.
 TORCH  ?= torch==2.13.0
 
-.PHONY: venv browser egl test train clean
+.PHONY: venv browser egl test train clean gpu-wheels
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,18 @@ test: venv $(VENV)/.extras browser egl
 
 train: venv
 	PYGLET_HEADLESS=1 LP_NUM_THREADS=0 $(BIN)/director train default
+
+# Wheels for a GPU machine without PyPI whose image has torch and Lightning
+# (experiments/gpu_check.sh): what the CUDA tests need besides, for the image's Python
+# (GPU_PY). Not numpy (Lightning's own dependency) nor miniworld (its textures alone are over
+# what the device tool carries; no CUDA test uses it).
+GPU_PY ?= 3.12
+gpu-wheels:
+	rm -rf gpu-wheels && $(PYTHON) -m pip download -q --only-binary=:all: --python-version $(GPU_PY) \
+	  --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
+	  -d gpu-wheels gymnasium minigrid omegaconf matplotlib pillow imageio tensorboard pytest
+	rm -f gpu-wheels/numpy-*
+	du -sh gpu-wheels
 
 clean:
 	rm -rf $(VENV) build *.egg-info

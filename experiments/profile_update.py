@@ -4,6 +4,7 @@
     python experiments/profile_update.py --preset default            # CPU
     python experiments/profile_update.py --preset paper --device cuda --precision bf16 --compile reduce-overhead
     python experiments/profile_update.py --preset default --precision bf16 --compile default --kernels
+    python experiments/profile_update.py --preset paper --device cuda --precision bf16 --compile reduce-overhead --time 20
 
 Builds the preset's agent for pinpad-three-sized inputs (random uint8 images, 5 actions, the
 same batch as experiments/bench_world_model.py), runs 3 warm-up updates, profiles 2, prints the
@@ -12,6 +13,8 @@ time, kernel launches and device synchronisations. A GPU update whose CPU time f
 kernel time is bound by Python and launches, not by arithmetic. `--compile MODE` profiles the
 compiled update (`Agent.compile(MODE)`, as train.compile=true train.compile_mode=MODE); the
 profiled updates do not log, so their sync count is what a non-logging training update costs.
+`--time N` also times N more updates outside the profiler (device synchronised around each)
+and prints their median ms and the first update's time (the compile, when compiled).
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import argparse
 import contextlib
 import os
 import sys
+import time
 
 os.environ.setdefault("PYGLET_HEADLESS", "1")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -34,6 +38,8 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=15, help="operators shown in the table")
     parser.add_argument("--compile", default=None, metavar="MODE",
                         help="profile the compiled update (torch.compile mode, e.g. default or reduce-overhead)")
+    parser.add_argument("--time", type=int, default=0, metavar="N",
+                        help="also time N updates outside the profiler: median ms per update")
     parser.add_argument("--kernels", action="store_true",
                         help="with --compile on the CPU: time each generated kernel (inductor's kernel profile) "
                              "and print the time per update by kind")
@@ -45,7 +51,7 @@ def main() -> int:
         import torch._inductor.config as inductor_config
         inductor_config.cpp.enable_kernel_profile = True
 
-    from bench_world_model import ACTIONS, WORLD, _batch, _sync
+    from bench_world_model import ACTIONS, WORLD, _batch, _sync, _time
     from director import config as config_lib
     from director.agent import Agent
 
@@ -66,9 +72,15 @@ def main() -> int:
         with autocast:
             agent.update(batch, optimizers)  # device metrics: no conversion, as on non-logging steps
 
-    for _ in range(3):
+    _sync(args.device)
+    start = time.perf_counter()
+    update()
+    _sync(args.device)
+    first_s = time.perf_counter() - start
+    for _ in range(2):
         update()
     _sync(args.device)
+    timed = _time(update, args.time, 0, args.device)[0] if args.time > 0 else None
     activities = [ProfilerActivity.CPU] + [ProfilerActivity.CUDA] * (args.device == "cuda")
     with profile(activities=activities) as prof:
         for _ in range(PROFILED):
@@ -96,6 +108,9 @@ def main() -> int:
     print(f"profile_update: {args.preset} on {args.device} ({args.precision}{mode}), per update: "
           f"device kernel time {kernel_ms:.0f} ms, CPU self time {cpu_ms:.0f} ms, "
           f"{launches:.0f} kernel launches, {syncs:.0f} device syncs")
+    if timed is not None:
+        print(f"profile_update: {args.preset} on {args.device} ({args.precision}{mode}): {timed:.1f} ms per update "
+              f"(median of {args.time}, outside the profiler); first update {first_s:.1f} s")
     return 0
 
 

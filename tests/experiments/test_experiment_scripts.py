@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -112,9 +113,13 @@ def test_pinpad_visits_maps_the_managers_goals(tmp_path):
 
 
 def test_profile_update_debug_on_cpu(tmp_path):
-    line = _last_line(_run("profile_update.py", "--preset", "debug", "--rows", "3", cwd=tmp_path))
-    assert line.startswith("profile_update: debug on cpu (32, eager), per update: "), line
-    assert "CPU self time" in line and "kernel launches" in line
+    result = _run("profile_update.py", "--preset", "debug", "--rows", "3", "--time", "2", cwd=tmp_path)
+    _last_line(result)  # exit 0
+    lines = [ln for ln in result.stdout.splitlines() if ln.startswith("profile_update:")]
+    assert lines[0].startswith("profile_update: debug on cpu (32, eager), per update: "), lines
+    assert "CPU self time" in lines[0] and "kernel launches" in lines[0]
+    assert re.fullmatch(r"profile_update: debug on cpu \(32, eager\): [0-9.]+ ms per update "
+                        r"\(median of 2, outside the profiler\); first update [0-9.]+ s", lines[1]), lines
 
 
 def test_bench_update_summary_line_and_peer_preset():
