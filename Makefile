@@ -52,11 +52,13 @@ train: venv
 # (GPU_PY). Not numpy (Lightning's own dependency) nor miniworld (its textures alone are over
 # what the device tool carries; no CUDA test uses it).
 GPU_PY ?= 3.12
+GPU_DEPS := gymnasium minigrid omegaconf matplotlib pillow imageio tensorboard pytest
 gpu-wheels:
 	rm -rf gpu-wheels && $(PYTHON) -m pip download -q --only-binary=:all: --python-version $(GPU_PY) \
 	  --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
-	  -d gpu-wheels gymnasium minigrid omegaconf matplotlib pillow imageio tensorboard pytest
+	  -d gpu-wheels $(GPU_DEPS)
 	rm -f gpu-wheels/numpy-*
+	echo $(GPU_DEPS) | tr ' ' '\n' > gpu-wheels/requirements.txt
 	du -sh gpu-wheels
 
 clean:

@@ -14,8 +14,6 @@ OUT=${OUT:-gpu-out}
 PY=${PY:-python3}
 mkdir -p "$OUT"
 export PYGLET_HEADLESS=1
-# Our dependencies that the CUDA tests and the profile need (the Makefile's gpu-wheels list).
-GPU_DEPS="gymnasium minigrid omegaconf matplotlib pillow imageio tensorboard pytest"
 
 step() {  # step NAME SECONDS CMD...: run CMD under a time limit, log to $OUT/NAME.log
     local name=$1 limit=$2; shift 2
@@ -27,8 +25,8 @@ step() {  # step NAME SECONDS CMD...: run CMD under a time limit, log to $OUT/NA
 }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
-if [ -d gpu-wheels ]; then  # only what the image lacks; then this checkout, without its deps
-    step install 120 sh -c "\"$PY\" -m pip install --no-index --find-links gpu-wheels $GPU_DEPS &&
+if [ -f gpu-wheels/requirements.txt ]; then  # only what the image lacks (Makefile's GPU_DEPS); then this checkout, without its deps
+    step install 120 sh -c "\"$PY\" -m pip install --no-index --find-links gpu-wheels -r gpu-wheels/requirements.txt &&
         \"$PY\" -m pip install --no-index --no-deps --no-build-isolation -e ."
 fi
 "$PY" -c "import torch, lightning; print('torch', torch.__version__, 'lightning', lightning.__version__)" \
