@@ -26,18 +26,21 @@ os.environ.setdefault("LP_NUM_THREADS", "0")
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from director import config as config_lib
-    from director.run import train
     preset, overrides = args.preset, list(args.overrides)
     if preset is not None and "=" in preset:
         overrides, preset = [preset] + overrides, None
+    if args.resume and preset is not None:
+        raise config_lib.ConfigError("--resume continues a run with its stored configuration; "
+                                     f"drop the preset {preset!r} (train.* overrides are allowed).")
+    # A bad preset, key or value is reported before torch and Lightning are imported (seconds).
+    cfg = None if args.resume else config_lib.load(preset or "default", overrides)
+    from director.console import quiet_console
+    from director.run import train
+    quiet_console()
     if args.resume:
-        if preset is not None:
-            raise config_lib.ConfigError("--resume continues a run with its stored configuration; "
-                                         f"drop the preset {preset!r} (train.* overrides are allowed).")
         train(None, resume=args.resume, progress=not args.no_progress, overrides=overrides,
               skip_corrupt_replay=args.skip_corrupt_replay)
     else:
-        cfg = config_lib.load(preset or "default", overrides)
         train(cfg, progress=not args.no_progress, preset=preset or "default")
     return 0
 
@@ -181,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = list(args.overrides) + rest
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    if args.command in ("train", "eval", "goals"):
+    if args.command in ("eval", "goals"):  # `train` does it once its configuration is valid
         from director.console import quiet_console
         quiet_console()
     try:
