@@ -8,16 +8,20 @@ Trains every (agent, seed) with the same preset and env-step budget (one subproc
 `--jobs N` runs N at a time with one torch thread each), with mode-action evaluations every
 `--eval-every` env steps during training (`train.eval_every`: 20 episodes on fixed env seeds,
 RUN_DIR/evals.csv). Then evaluates each run's *final* checkpoint (mode and sampled action,
-`--episodes` episodes) and a uniform random policy on the same seeds, and writes to `--out`:
+`--episodes` episodes) and a uniform random policy on the same seeds, and the mode action of
+the `--late N` newest checkpoints the run kept (the final one among them; a policy that learned
+a maze can fail at one checkpoint and solve it at the next, so their mean is the steadier
+reading). Writes to `--out`:
 
     results.json         per run and per agent: final mode/sampled success and return, mean and
                          spread (min, max) over seeds; random's; per run, what its training
                          episodes found (goal episodes, the first one, coverage, cells/episode)
+                         and `late` (env steps and mode success of each late checkpoint, mean)
     <agent>-s<seed>/     the run's small files: evals.csv, episodes.csv, config.yaml
     curves.png           eval success (mode) vs env steps, training success (rolling mean of 20
                          episodes) and exploration coverage (distinct cells visited, grid worlds)
 
-The PASS line checks Director's mean final mode-action success over seeds against the world's
+The PASS line checks Director's mean *final* mode-action success over seeds against the world's
 targets (`--target`, `--beat-flat`; defaults in TARGETS, else `--margin` above random):
     maze-s   >= 0.95          maze-m   >= 0.9
     maze-l   above random and above flat Dreamer by >= 0.2
@@ -126,6 +130,13 @@ def exploration(run: Path) -> dict[str, float | int | None]:
             "cells_per_episode_last_quarter": round(float(cells[last].mean()), 1) if (cells >= 0).all() else None}
 
 
+def late_checkpoints(run: Path, count: int) -> list[Path]:
+    """The run's `count` newest kept checkpoints, oldest first (the final one last)."""
+    from director import checkpoints
+    folder = run / "checkpoints"
+    return [checkpoints.checkpoint_path(folder, tag) for tag in checkpoints.tags(folder)[:count]][::-1]
+
+
 def verdict(world: str, results: dict, args: argparse.Namespace) -> tuple[str, str]:
     """PASS/FAIL of Director's mean final mode success against the world's targets."""
     if "director" not in results:
@@ -161,6 +172,8 @@ def main() -> int:
     parser.add_argument("--margin", type=float, default=0.2, help="margin over random where no target")
     parser.add_argument("--out", default=None)
     parser.add_argument("--runs", default=None, help="where run directories go (default OUT/runs)")
+    parser.add_argument("--late", type=int, default=4,
+                        help="newest kept checkpoints to evaluate too (mode action; 0: none)")
     parser.add_argument("--skip-train", action="store_true", help="only evaluate and plot existing runs")
     parser.add_argument("overrides", nargs="*", help="extra key=value overrides for every run")
     args = parser.parse_args()
@@ -208,6 +221,15 @@ def main() -> int:
             "train_minutes": round(info.get("train_seconds", 0) / 60, 1),
             "exploration": exploration(run),
         }
+        late = []
+        for path in late_checkpoints(run, args.late):
+            snapshot, snap_info = load_module(path)
+            late.append((snap_info["env_steps"], evaluate(snapshot, episodes=args.episodes, seed=EVAL_SEED,
+                                                          mode="eval")["success"]))
+        if late:
+            results["runs"][f"{agent}-s{seed}"]["late"] = {
+                "env_steps": [e for e, _ in late], "mode_success": [v for _, v in late],
+                "mean": float(np.mean([v for _, v in late]))}
         keep = out / f"{agent}-s{seed}"
         keep.mkdir(exist_ok=True)
         for name in ("evals.csv", "episodes.csv", "config.yaml"):
@@ -217,6 +239,8 @@ def main() -> int:
         mine = [results["runs"][f"{a}-s{s}"] for a, s in runs if a == agent]
         results[agent] = {f"{m}_{k}": spread([r[m][k] for r in mine]) for m in ("mode", "sample")
                           for k in ("success", "return")}
+        if all("late" in r for r in mine):
+            results[agent]["late_mode_success"] = spread([r["late"]["mean"] for r in mine])
     plot(out, args.world, runs, results["random"])
     status, checks = verdict(args.world, results, args)
     results["verdict"] = {"status": status, "checks": checks}
@@ -226,8 +250,12 @@ def main() -> int:
     for agent in agents:
         r = results[agent]
         per_seed = " ".join(f"{results['runs'][f'{a}-s{s}']['mode']['success']:.2f}" for a, s in runs if a == agent)
+        counts = [len(results["runs"][f"{a}-s{s}"]["late"]["env_steps"]) for a, s in runs
+                  if a == agent and "late" in results["runs"][f"{a}-s{s}"]]
+        late = (f", mode success over its newest {min(counts)}+ checkpoints {r['late_mode_success']['mean']:.2f}"
+                if "late_mode_success" in r else "")
         lines.append(f"{agent}: mode success {r['mode_success']['mean']:.2f} (seeds {per_seed}), sampled "
-                     f"{r['sample_success']['mean']:.2f}, mode return {r['mode_return']['mean']:.1f}")
+                     f"{r['sample_success']['mean']:.2f}, mode return {r['mode_return']['mean']:.1f}{late}")
     rnd = results["random"]
     print("\n".join(lines))
     print(f"bench_learning: {args.world} {status} ({checks}) at {args.steps} env steps, preset {args.preset}: "

@@ -183,6 +183,11 @@ def test_bench_learning_trains_seeds_and_reports_final_and_periodic_evaluations(
         assert found["coverage"] == int(float(episodes[-1]["coverage"])) > 0
         assert found["goal_episodes"] == sum(e["success"] == "True" for e in episodes)
         assert found["cells_per_episode_last_quarter"] > 0
+        late = results["runs"][run]["late"]  # the newest kept checkpoints, the final one last
+        assert 1 <= len(late["env_steps"]) <= 4 and late["env_steps"] == sorted(late["env_steps"])
+        assert late["env_steps"][-1] == results["runs"][run]["env_steps"]
+        assert late["mean"] == sum(late["mode_success"]) / len(late["mode_success"])
+    assert "checkpoints" in line and "late_mode_success" in results["director"]
     assert Image.open(out / "curves.png").size[0] > 1000
 
 
