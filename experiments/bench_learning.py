@@ -130,11 +130,12 @@ def exploration(run: Path) -> dict[str, float | int | None]:
             "cells_per_episode_last_quarter": round(float(cells[last].mean()), 1) if (cells >= 0).all() else None}
 
 
-def late_checkpoints(run: Path, count: int) -> list[Path]:
-    """The run's `count` newest kept checkpoints, oldest first (the final one last)."""
+def earlier_checkpoints(run: Path, count: int) -> list[Path]:
+    """The kept checkpoints before the final one, up to `count - 1` of them, oldest first:
+    with the final one, the run's `count` newest."""
     from director import checkpoints
     folder = run / "checkpoints"
-    return [checkpoints.checkpoint_path(folder, tag) for tag in checkpoints.tags(folder)[:count]][::-1]
+    return [checkpoints.checkpoint_path(folder, tag) for tag in checkpoints.tags(folder)[1:count]][::-1]
 
 
 def verdict(world: str, results: dict, args: argparse.Namespace) -> tuple[str, str]:
@@ -214,19 +215,21 @@ def main() -> int:
                      "steps": args.steps, "preset": args.preset, "overrides": args.overrides}
     for (agent, seed), run in runs.items():
         module, info = load_module(run)
+        final = evaluate(module, episodes=args.episodes, seed=EVAL_SEED, mode="eval")
         results["runs"][f"{agent}-s{seed}"] = {
-            "mode": evaluate(module, episodes=args.episodes, seed=EVAL_SEED, mode="eval"),
+            "mode": final,
             "sample": evaluate(module, episodes=args.episodes, seed=EVAL_SEED, mode="train"),
             "env_steps": info["env_steps"], "updates": info["updates"],
             "train_minutes": round(info.get("train_seconds", 0) / 60, 1),
             "exploration": exploration(run),
         }
         late = []
-        for path in late_checkpoints(run, args.late):
+        for path in earlier_checkpoints(run, args.late):
             snapshot, snap_info = load_module(path)
             late.append((snap_info["env_steps"], evaluate(snapshot, episodes=args.episodes, seed=EVAL_SEED,
                                                           mode="eval")["success"]))
-        if late:
+        if args.late > 0:
+            late.append((info["env_steps"], final["success"]))
             results["runs"][f"{agent}-s{seed}"]["late"] = {
                 "env_steps": [e for e, _ in late], "mode_success": [v for _, v in late],
                 "mean": float(np.mean([v for _, v in late]))}
@@ -239,8 +242,9 @@ def main() -> int:
         mine = [results["runs"][f"{a}-s{s}"] for a, s in runs if a == agent]
         results[agent] = {f"{m}_{k}": spread([r[m][k] for r in mine]) for m in ("mode", "sample")
                           for k in ("success", "return")}
-        if all("late" in r for r in mine):
+        if args.late > 0:
             results[agent]["late_mode_success"] = spread([r["late"]["mean"] for r in mine])
+            results[agent]["late_checkpoints"] = min(len(r["late"]["env_steps"]) for r in mine)
     plot(out, args.world, runs, results["random"])
     status, checks = verdict(args.world, results, args)
     results["verdict"] = {"status": status, "checks": checks}
@@ -250,10 +254,8 @@ def main() -> int:
     for agent in agents:
         r = results[agent]
         per_seed = " ".join(f"{results['runs'][f'{a}-s{s}']['mode']['success']:.2f}" for a, s in runs if a == agent)
-        counts = [len(results["runs"][f"{a}-s{s}"]["late"]["env_steps"]) for a, s in runs
-                  if a == agent and "late" in results["runs"][f"{a}-s{s}"]]
-        late = (f", mode success over its newest {min(counts)}+ checkpoints {r['late_mode_success']['mean']:.2f}"
-                if "late_mode_success" in r else "")
+        late = (f", mode success over its newest {r['late_checkpoints']} checkpoints "
+                f"{r['late_mode_success']['mean']:.2f}" if args.late > 0 else "")
         lines.append(f"{agent}: mode success {r['mode_success']['mean']:.2f} (seeds {per_seed}), sampled "
                      f"{r['sample_success']['mean']:.2f}, mode return {r['mode_return']['mean']:.1f}{late}")
     rnd = results["random"]
