@@ -103,6 +103,8 @@ class ActorCritic(nn.Module):
         self.action_shape = tuple(action[1:])
         out = action[1] * action[2] if self.discrete else 2 * action[1]
         self.actor = MLP(feat_size, out, cfg.mlp_layers, cfg.mlp_units, out_scale=1.0)
+        # The evaluation actor: an EMA of the actor's weights (cfg.actor_ema), never trained.
+        self.actor_ema = copy.deepcopy(self.actor).requires_grad_(False) if cfg.actor_ema > 0 else None
         self.scales = {k: float(v) for k, v in scales.items() if v}
         if not self.scales:
             raise ValueError("an actor-critic needs at least one critic with a non-zero weight")
@@ -121,8 +123,9 @@ class ActorCritic(nn.Module):
     def action_size(self) -> int:
         return self.action_shape[0] * self.action_shape[1] if self.discrete else self.action_shape[0]
 
-    def policy(self, feat: torch.Tensor) -> CategoricalPolicy | GaussianPolicy:
-        out = self.actor(feat)
+    def policy(self, feat: torch.Tensor, averaged: bool = False) -> CategoricalPolicy | GaussianPolicy:
+        """feat (..., F) -> the action distribution; `averaged`: of the EMA actor, where one is kept."""
+        out = (self.actor_ema if averaged and self.actor_ema is not None else self.actor)(feat)
         if self.discrete:
             return CategoricalPolicy(out, *self.action_shape, self.cfg.unimix)
         return GaussianPolicy(out)
@@ -188,8 +191,9 @@ class ActorCritic(nn.Module):
     @torch.no_grad()
     def after_update(self, metrics: dict[str, torch.Tensor], applied: torch.Tensor | bool = True) -> None:
         """Commit this update's statistics (return and advantage normalisers, entropy
-        coefficient) and hard-copy critics into slow critics every `slow_every` applied
-        updates; all only where `applied` (device flag, no host sync)."""
+        coefficient), hard-copy critics into slow critics every `slow_every` applied updates
+        and move the EMA actor toward the actor; all only where `applied` (device flag, no
+        host sync). Runs after the optimiser step."""
         applied = torch.as_tensor(applied, device=self.updates.device)
         self.entropy_scale.update(metrics["entropy"], applied)
         for name, norm in self.return_norms.items():
@@ -199,4 +203,7 @@ class ActorCritic(nn.Module):
         copy = applied & (self.updates % self.cfg.slow_every == 0)
         for slow, fast in zip(self.slow_critics.parameters(), self.critics.parameters()):
             slow.copy_(torch.where(copy, fast, slow))
+        if self.actor_ema is not None:
+            for avg, live in zip(self.actor_ema.parameters(), self.actor.parameters()):
+                avg.copy_(torch.where(applied, avg.lerp(live, 1.0 - self.cfg.actor_ema), avg))
         self.updates.add_(applied.long())

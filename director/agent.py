@@ -103,12 +103,14 @@ class Agent(nn.Module):
 
         Every K steps of an episode (the phase resets at is_first) the manager samples a code
         (also in evaluation) and the goal autoencoder decodes it; the worker then samples an
-        action (its mode when `mode="eval"`). Acting runs on the host's schedule, so the
+        action (its mode when `mode="eval"`). In evaluation the policies are the actors' EMA
+        averages where `actor_ema` keeps them. Acting runs on the host's schedule, so the
         manager and decoder run only on steps where some env switches, `reached` only where
         a period ends."""
         n = obs["image"].shape[0]
         carry = carry if carry is not None else self.initial_carry(n)
         is_first = obs["is_first"].bool()
+        averaged = mode == "eval"
         state = {k: carry[k] for k in ("deter", "stoch", "logits")}
         post = self.wm.rssm.obs_step(state, carry["action"], self.wm.embed(obs), is_first)
         feat = self.wm.feat(post)
@@ -125,13 +127,13 @@ class Agent(nn.Module):
                                               self.worker.goal_reward(post["deter"], carry["goal"]), 0.0)
             code, goal = carry["code"], carry["goal"]
             if switch.any():
-                code = torch.where(switch[:, None], self.manager.ac.policy(feat).sample(), code)
+                code = torch.where(switch[:, None], self.manager.ac.policy(feat, averaged).sample(), code)
                 goal = torch.where(switch[:, None], self.goal_ae.decode(code), goal)
-            dist = self.worker.ac.policy(self.worker.inputs(feat, goal))
+            dist = self.worker.ac.policy(self.worker.inputs(feat, goal), averaged)
             new.update(code=code, goal=goal)
             info.update(code=code, goal=goal, switch=switch)
         elif self.cfg.agent == "dreamer":
-            dist = self.actor.policy(feat)
+            dist = self.actor.policy(feat, averaged)
         else:
             dist = None
         if dist is None:

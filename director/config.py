@@ -93,6 +93,10 @@ class ActorCriticConfig:
     # Where the normalised entropy that eta adapts on is measured: "all" imagined states, or
     # only the "start" states (replay posteriors, what the agent meets when acting).
     entropy_states: str = "all"
+    # Decay of a Polyak average (EMA, per applied update) of the actor's weights, which
+    # evaluation acts with (`mode="eval"`); 0 keeps no average and evaluation uses the live
+    # actor, as the paper does. Training always acts with the live actor.
+    actor_ema: float = 0.0
     actor_opt: OptimConfig = field(default_factory=OptimConfig)
     critic_opt: OptimConfig = field(default_factory=OptimConfig)
 
@@ -279,6 +283,9 @@ def validate(cfg: Config) -> None:
         if key.endswith("entropy_rate") and value <= 1.0:
             raise ConfigError(f"Configuration value {key}={value} must be > 1 (the factor by which the "
                               "entropy coefficient changes per update; the paper uses 1.1).")
+        if key.endswith("actor_ema") and not 0.0 <= value < 1.0:
+            raise ConfigError(f"Configuration value {key}={value} must lie in [0, 1) (the EMA decay per "
+                              "update of the evaluation actor, e.g. 0.999; 0 evaluates the live actor).")
         if key.endswith(("weight_decay", "kl_scale", "entropy_scale", "prefill", "horizon",
                          "record_every", "threads", "unimix", "eval_episodes", "eval_every")) and value < 0:
             raise ConfigError(f"Configuration value {key}={value} must be >= 0.")

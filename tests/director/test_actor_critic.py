@@ -131,6 +131,35 @@ def test_slow_critic_copied_every_slow_every_updates():
     assert synced()
 
 
+def test_actor_ema_moves_toward_the_actor_on_applied_updates_only():
+    ac = make_ac(actor_ema=0.9)
+    assert make_ac().actor_ema is None  # off by default: no copy is kept
+    assert not any(p.requires_grad for p in ac.actor_ema.parameters())
+    start = [p.detach().clone() for p in ac.actor_ema.parameters()]
+    for p, s in zip(ac.actor.parameters(), start):
+        torch.testing.assert_close(p.detach(), s)  # starts as a copy of the actor
+    with torch.no_grad():
+        for p in ac.actor.parameters():
+            p.add_(1.0)
+    metrics = loss_metrics(ac, entropy=0.5)
+    ac.after_update(metrics, applied=torch.tensor(False))  # skipped: the average stays
+    for p, s in zip(ac.actor_ema.parameters(), start):
+        assert torch.equal(p, s)
+    ac.after_update(metrics)
+    for p, s in zip(ac.actor_ema.parameters(), start):
+        torch.testing.assert_close(p, s + 0.1)  # 0.9 * s + 0.1 * (s + 1)
+    feat = torch.randn(2, FEAT)
+    torch.testing.assert_close(ac.policy(feat, averaged=True).dist.logits,
+                               make_policy_of(ac.actor_ema, ac, feat).dist.logits)
+    torch.testing.assert_close(ac.policy(feat).dist.logits, make_policy_of(ac.actor, ac, feat).dist.logits)
+
+
+def make_policy_of(net, ac: ActorCritic, feat: torch.Tensor):
+    """The categorical policy that `net`'s output gives (as ActorCritic.policy builds it)."""
+    from director.actor_critic import CategoricalPolicy
+    return CategoricalPolicy(net(feat), *ac.action_shape, ac.cfg.unimix)
+
+
 def loss_metrics(ac: ActorCritic, entropy: float) -> dict:
     """The metrics of one loss call, with the entropy that the coefficient adapts on set."""
     _, metrics = ac.loss(traj_of(4, 3))

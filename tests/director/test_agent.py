@@ -227,7 +227,7 @@ class CountingCodes:
     def __init__(self, code_size: int):
         self.code_size, self.draws = code_size, itertools.count(1)
 
-    def __call__(self, feat):
+    def __call__(self, feat, averaged=False):
         value, size = float(next(self.draws)), self.code_size
 
         class Dist:
@@ -286,6 +286,29 @@ def test_policy_eval_mode_takes_the_worker_mode_and_continuous_actions_are_clipp
     assert actions.shape == (15, 2) and actions.min() >= -1 and actions.max() <= 1
 
 
+@pytest.mark.parametrize("kind", ["director", "dreamer"])
+def test_evaluation_acts_with_the_ema_actors_and_training_with_the_live_ones(kind):
+    ema = ["worker.ac.actor_ema=0.5", "manager.ac.actor_ema=0.5", "actor.actor_ema=0.5"]
+    agent = make_agent(kind, overrides=ema)
+    actor = agent.worker.ac if kind == "director" else agent.actor
+    with torch.no_grad():  # the live actor prefers action 0, its average action 3
+        actor.actor.out.bias.copy_(torch.tensor([50.0, 0, 0, 0, 0]))
+        actor.actor_ema.out.bias.copy_(torch.tensor([0, 0, 0, 50.0, 0]))
+    obs = {"image": torch.zeros(3, SIZE, SIZE, 3, dtype=torch.uint8), "is_first": torch.ones(3, dtype=torch.bool)}
+    torch.manual_seed(0)
+    assert agent.policy(obs, None, mode="eval")[0].argmax(-1).tolist() == [3, 3, 3]
+    assert agent.policy(obs, None, mode="train")[0].argmax(-1).tolist() == [0, 0, 0]
+    if kind == "director":  # the manager draws its codes from its EMA actor in evaluation
+        calls = []
+        for ac in (agent.manager.ac,):
+            live, avg = ac.actor.forward, ac.actor_ema.forward
+            ac.actor.forward = lambda x, f=live: calls.append("live") or f(x)
+            ac.actor_ema.forward = lambda x, f=avg: calls.append("ema") or f(x)
+        agent.policy(obs, None, mode="eval")
+        agent.policy(obs, None, mode="train")
+        assert calls == ["ema", "live"]
+
+
 # ---------------------------------------------------------------------------- train_step
 @pytest.mark.parametrize("kind,action", [
     ("director", ("discrete", 5)), ("dreamer", ("discrete", 5)), ("worldmodel", ("discrete", 5)),
@@ -310,21 +333,22 @@ def test_train_step_returns_finite_metrics(kind, action):
 
 
 def test_optimiser_groups_one_per_network():
-    agent = make_agent()
+    agent = make_agent(overrides=["worker.ac.actor_ema=0.99", "manager.ac.actor_ema=0.99"])
     names = [name for name, _, _ in agent.optim_groups()]
     assert names == ["model", "goal", "worker_actor", "worker_critic_goal", "manager_actor",
                      "manager_critic_extr", "manager_critic_expl"]
     params = [id(p) for _, m, _ in agent.optim_groups() for p in m.parameters()]
     assert len(params) == len(set(params))  # no parameter in two optimisers
-    trainable = {id(p) for n, p in agent.named_parameters() if "slow_critics" not in n}
+    trainable = {id(p) for n, p in agent.named_parameters() if "slow_critics" not in n and "actor_ema" not in n}
     assert set(params) == trainable
+    assert not any(p.requires_grad for n, p in agent.named_parameters() if "actor_ema" in n)
 
 
 @pytest.mark.parametrize("field", ["reward", "action", "image_loss"])
 def test_nan_batch_is_skipped_without_changing_parameters(field, monkeypatch):
     """A NaN in the data, or in the image loss alone (the returns, and so the return and
     advantage normalisers' statistics, stay finite): nothing of the update is committed."""
-    agent = make_agent()
+    agent = make_agent(overrides=["worker.ac.actor_ema=0.99", "manager.ac.actor_ema=0.99"])
     opts = agent.make_optimizers()
     batch = make_batch(agent)
     agent.train_step(batch, opts)  # optimiser state exists
@@ -347,7 +371,7 @@ def test_nan_batch_is_skipped_without_changing_parameters(field, monkeypatch):
         assert math.isfinite(metrics["worker/goal_return"]) and math.isfinite(metrics["manager/extr_return"])
         monkeypatch.undo()
     assert metrics["skipped"] == 1.0
-    # Bit-identical: parameters, slow critics, normalisers, adaptive scales, counters, and every
+    # Bit-identical: parameters, slow critics, EMA actors, normalisers, adaptive scales, counters, and every
     # AdamW moment and step count (AdamW would decay weights even with zero gradients).
     for k, v in agent.state_dict().items():
         assert torch.equal(v, state[k]), k

@@ -50,6 +50,7 @@ def test_paper_preset_has_every_published_value():
         assert (ac.mlp_layers, ac.mlp_units) == (4, 512)
         assert (ac.return_decay, ac.return_min_std, ac.advantage_decay) == (0.999, 0.01, 0.99)
         assert (ac.entropy_target, ac.entropy_scale, ac.entropy_rate) == (0.5, 1.0, 1.1)
+        assert ac.actor_ema == 0.0  # the paper evaluates the live actor
         opts += [ac.actor_opt, ac.critic_opt]
     for o in opts:
         assert (o.lr, o.eps, o.clip, o.weight_decay) == (1e-4, 1e-6, 100.0, 1e-2)
@@ -119,7 +120,7 @@ def test_wrong_type_names_key_and_value(override):
 @pytest.mark.parametrize("override", [
     "model.rssm.deter=-1", "manager.goal_every=0", "manager.ac.discount=1.5", "model.kl_balance=2",
     "model.opt.lr=0", "worker.ac.unimix=-0.1", "env.size=48", "agent=ppo", "worker.goal_reward=dot",
-    "manager.ac.entropy_rate=1.0", "replay.reward_chunks=1.5",
+    "manager.ac.entropy_rate=1.0", "replay.reward_chunks=1.5", "worker.ac.actor_ema=1.0",
 ])
 def test_out_of_range_value_names_key_and_value(override):
     key, value = override.split("=")
