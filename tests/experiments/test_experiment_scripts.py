@@ -1,6 +1,7 @@
 """Smoke tests of the experiment scripts: each runs with --quick in a subprocess (seconds)."""
 from __future__ import annotations
 
+import csv
 import os
 import re
 import subprocess
@@ -8,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
@@ -240,3 +242,37 @@ def test_trace_eval_reports_every_decision_and_step(tmp_path, capsys):
                                          "replay.prefill=32", "train.threads=1"]), progress=False)
     assert trace_eval.main([str(pinpad), "--episodes", "1"]) == 2
     assert "not a grid maze" in capsys.readouterr().err
+
+
+def test_average_checkpoints_compares_live_and_averaged_actors(tmp_path, capsys):
+    from director import config
+    from director.run import train
+    average = _load_script("average_checkpoints")
+    run = train(config.load("debug", [f"train.run_dir={tmp_path / 'run'}", "env.world=maze-s", "train.steps=128",
+                                      "replay.prefill=32", "train.checkpoint_every=32", "train.keep_checkpoints=4",
+                                      "train.threads=1"]), progress=False)
+    out_csv = tmp_path / "avg.csv"
+    assert average.main([str(run), "--window", "2", "--last", "2", "--episodes", "1", "--max-steps", "20",
+                         "--threads", "1", "--csv", str(out_csv)]) == 0
+    rows = list(csv.DictReader(open(out_csv)))
+    assert len(rows) == 2 and int(rows[0]["env_steps"]) < int(rows[1]["env_steps"])
+    assert "actor(s) averaged over 2 checkpoints" in capsys.readouterr().out.splitlines()[-1]
+    # The average of one checkpoint is the checkpoint: the same numbers.
+    assert average.main([str(run), "--window", "1", "--last", "1", "--episodes", "1",
+                         "--threads", "1", "--csv", str(out_csv)]) == 0
+    row = next(csv.DictReader(open(out_csv)))
+    assert row["live_success"] in ("0.0", "1.0")  # a finished episode
+    assert (row["live_success"], row["live_return"]) == (row["averaged_success"], row["averaged_return"])
+    # The averaged weights are the mean of the window's (only the actors' change).
+    from director import checkpoints
+    folder = run / "checkpoints"
+    paths = [checkpoints.checkpoint_path(folder, t) for t in checkpoints.tags(folder)[:2][::-1]]
+    states = [torch.load(p, map_location="cpu", weights_only=False)["state_dict"] for p in paths]
+    mixed = average.averaged_state(paths, average.ACTORS["worker"])
+    key = next(k for k in mixed if k.startswith("agent.worker.ac.actor."))
+    torch.testing.assert_close(mixed[key], (states[0][key] + states[1][key]) / 2)
+    other = next(k for k in mixed if k.startswith("agent.wm.") and states[0][k].is_floating_point())
+    assert torch.equal(mixed[other], states[1][other])
+    # Too few checkpoints for the window: exit 2 and a message naming the fix.
+    assert average.main([str(run), "--window", "9", "--episodes", "1"]) == 2
+    assert "train.keep_checkpoints" in capsys.readouterr().err
