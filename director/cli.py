@@ -50,7 +50,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     module, info = load_module(args.target, world=args.world)
     result = evaluate(module, episodes=args.episodes, seed=args.seed,
                       mode="eval" if args.action == "mode" else "train")
-    result.update(action=args.action, world=module.cfg.env.world, updates=info["updates"], env_steps=info["env_steps"],
+    averaged = args.action == "mode" and any(getattr(m, "actor_ema", None) is not None for m in module.modules())
+    result.update(action=args.action, actors="ema" if averaged else "live", world=module.cfg.env.world,
+                  updates=info["updates"], env_steps=info["env_steps"],
                   train_seconds=round(info.get("train_seconds", 0.0), 1))
     print(json.dumps(result))
     return 0
@@ -133,7 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--action", choices=("mode", "sample"), default="mode",
                    help="the worker's (or flat actor's) mode action, or sampled actions as in "
-                        "training; the manager always samples")
+                        "training; the manager always samples. `mode` acts with the EMA actors "
+                        "where the run keeps them (actor_ema > 0; the report says actors=ema), "
+                        "`sample` with the live ones")
     p.add_argument("--seed", type=int, default=12345)
     p.set_defaults(func=_cmd_eval)
 

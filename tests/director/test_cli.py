@@ -32,7 +32,8 @@ def _assert_user_error(result, *words):
 def run_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("run")
     return train(config.load("debug", [f"train.run_dir={path}", "train.steps=96", "replay.prefill=64",
-                                       "train.record_every=48", "train.threads=1"]), progress=False)
+                                       "train.record_every=48", "train.threads=1", "worker.ac.actor_ema=0.99"]),
+                 progress=False)
 
 
 def test_training_records_goal_strips_when_asked(run_dir):
@@ -74,10 +75,11 @@ def test_eval_reports_return_and_success(run_dir):
     assert result.returncode == 0, result.stderr
     assert '"success"' in result.stdout and '"return"' in result.stdout
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["train_seconds"] > 0 and report["action"] == "mode"
+    assert report["train_seconds"] > 0 and report["action"] == "mode" and report["actors"] == "ema"
     sampled = _cli("eval", str(run_dir), "--episodes", "1", "--action", "sample")
     assert sampled.returncode == 0, sampled.stderr
-    assert json.loads(sampled.stdout.strip().splitlines()[-1])["action"] == "sample"
+    report = json.loads(sampled.stdout.strip().splitlines()[-1])
+    assert report["action"] == "sample" and report["actors"] == "live"
 
 
 def test_world_that_does_not_match_the_checkpoint_is_a_clear_error(run_dir):
