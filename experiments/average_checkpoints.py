@@ -4,8 +4,9 @@
                                               [--episodes 20] [--csv OUT.csv] [--max-steps N]
 
 For each of the `--last` newest kept checkpoints of RUN_DIR, oldest first, it evaluates the mode
-action of (a) the checkpoint as it is and (b) the same checkpoint with the actors' weights
-replaced by their uniform average over the `--window` checkpoints ending at it (`--actors`:
+action of (a) the checkpoint's live actors, (b) the same checkpoint with the actors' weights
+replaced by their uniform average over the `--window` checkpoints ending at it, and (c) where
+the run keeps them (actor_ema > 0), its EMA actors, which `director eval` uses (`--actors`:
 the manager's, the worker's or both; the flat agent's actor for a Dreamer run). Everything
 else (world model, goal autoencoder, critics) stays the checkpoint's own. Both evaluations use
 the same env seeds as `director eval`. Prints one line per checkpoint and the means.
@@ -46,6 +47,18 @@ def averaged_state(paths: list[Path], prefixes: tuple[str, ...]) -> dict[str, to
     return state
 
 
+def drop_ema_actors(module: torch.nn.Module, remove: bool = False) -> bool:
+    """Whether `module` keeps EMA actors (actor_ema > 0); with `remove`, drop them, so that
+    evaluation acts with the live actors."""
+    found = False
+    for m in module.modules():
+        if getattr(m, "actor_ema", None) is not None:
+            found = True
+            if remove:
+                m.actor_ema = None
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run", type=Path, help="a run directory with kept checkpoints")
@@ -72,14 +85,22 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for end in range(first, len(paths)):
             module, info = load_module(paths[end])
+            row: dict = {"env_steps": info["env_steps"]}
+            if drop_ema_actors(module):  # the run's own EMA actors (actor_ema), as evaluation uses them
+                ema = evaluate(module, args.episodes, EVAL_SEED, "eval", args.max_steps)
+                row.update(ema_success=ema["success"], ema_return=round(ema["return"], 1))
+                module, info = load_module(paths[end])
+                drop_ema_actors(module, remove=True)
             live = evaluate(module, args.episodes, EVAL_SEED, "eval", args.max_steps)
-            module.load_state_dict(averaged_state(paths[end - args.window + 1:end + 1], ACTORS[args.actors]))
+            state = averaged_state(paths[end - args.window + 1:end + 1], ACTORS[args.actors])
+            module.load_state_dict({k: v for k, v in state.items() if k in module.state_dict()})
             avg = evaluate(module, args.episodes, EVAL_SEED, "eval", args.max_steps)
-            rows.append({"env_steps": info["env_steps"], "live_success": live["success"],
-                         "live_return": round(live["return"], 1), "averaged_success": avg["success"],
-                         "averaged_return": round(avg["return"], 1)})
+            row.update(live_success=live["success"], live_return=round(live["return"], 1),
+                       averaged_success=avg["success"], averaged_return=round(avg["return"], 1))
+            rows.append(row)
+            ema_text = f"   EMA actors {row['ema_success']:.2f} (return {row['ema_return']:6.1f})" if "ema_success" in row else ""
             print(f"{info['env_steps']:>8}  live {live['success']:.2f} (return {live['return']:6.1f})   "
-                  f"actors averaged over {args.window}: {avg['success']:.2f} (return {avg['return']:6.1f})",
+                  f"actors averaged over {args.window}: {avg['success']:.2f} (return {avg['return']:6.1f}){ema_text}",
                   flush=True)
     except UserError as e:
         print(f"average_checkpoints: {e}", file=sys.stderr)
@@ -91,8 +112,10 @@ def main(argv: list[str] | None = None) -> int:
             writer.writerows(rows)
     live_mean = np.mean([r["live_success"] for r in rows])
     avg_mean = np.mean([r["averaged_success"] for r in rows])
+    ema_text = (f", the run's EMA actors {np.mean([r['ema_success'] for r in rows]):.2f}"
+                if all("ema_success" in r for r in rows) else "")
     print(f"average_checkpoints: {len(rows)} checkpoints, mode success mean live {live_mean:.2f}, "
-          f"{args.actors} actor(s) averaged over {args.window} checkpoints {avg_mean:.2f}")
+          f"{args.actors} actor(s) averaged over {args.window} checkpoints {avg_mean:.2f}{ema_text}")
     return 0
 
 

@@ -250,7 +250,7 @@ def test_average_checkpoints_compares_live_and_averaged_actors(tmp_path, capsys)
     average = _load_script("average_checkpoints")
     run = train(config.load("debug", [f"train.run_dir={tmp_path / 'run'}", "env.world=maze-s", "train.steps=128",
                                       "replay.prefill=32", "train.checkpoint_every=32", "train.keep_checkpoints=4",
-                                      "train.threads=1"]), progress=False)
+                                      "train.threads=1", "worker.ac.actor_ema=0.9"]), progress=False)
     out_csv = tmp_path / "avg.csv"
     assert average.main([str(run), "--window", "2", "--last", "2", "--episodes", "1", "--max-steps", "20",
                          "--threads", "1", "--csv", str(out_csv)]) == 0
@@ -261,7 +261,7 @@ def test_average_checkpoints_compares_live_and_averaged_actors(tmp_path, capsys)
     assert average.main([str(run), "--window", "1", "--last", "1", "--episodes", "1",
                          "--threads", "1", "--csv", str(out_csv)]) == 0
     row = next(csv.DictReader(open(out_csv)))
-    assert row["live_success"] in ("0.0", "1.0")  # a finished episode
+    assert row["live_success"] in ("0.0", "1.0") and row["ema_success"] in ("0.0", "1.0")  # finished episodes
     assert (row["live_success"], row["live_return"]) == (row["averaged_success"], row["averaged_return"])
     # The averaged weights are the mean of the window's (only the actors' change).
     from director import checkpoints
@@ -273,6 +273,12 @@ def test_average_checkpoints_compares_live_and_averaged_actors(tmp_path, capsys)
     torch.testing.assert_close(mixed[key], (states[0][key] + states[1][key]) / 2)
     other = next(k for k in mixed if k.startswith("agent.wm.") and states[0][k].is_floating_point())
     assert torch.equal(mixed[other], states[1][other])
+    # "live" means the live actors even where the run keeps EMA actors.
+    from director.run import load_module
+    module, _ = load_module(paths[-1])
+    assert average.drop_ema_actors(module) and module.agent.worker.ac.actor_ema is not None
+    assert average.drop_ema_actors(module, remove=True) and module.agent.worker.ac.actor_ema is None
+    assert not average.drop_ema_actors(module)
     # Too few checkpoints for the window: exit 2 and a message naming the fix.
     assert average.main([str(run), "--window", "9", "--episodes", "1"]) == 2
     assert "train.keep_checkpoints" in capsys.readouterr().err
