@@ -128,7 +128,7 @@ class Agent(nn.Module):
             code, goal = carry["code"], carry["goal"]
             if switch.any():
                 code = torch.where(switch[:, None], self.manager.ac.policy(feat, averaged).sample(), code)
-                goal = torch.where(switch[:, None], self.goal_ae.decode(code), goal)
+                goal = torch.where(switch[:, None], self.goal_ae.decode(code, post["deter"]), goal)
             dist = self.worker.ac.policy(self.worker.inputs(feat, goal), averaged)
             new.update(code=code, goal=goal)
             info.update(code=code, goal=goal, switch=switch)
@@ -164,7 +164,9 @@ class Agent(nn.Module):
         Director: the manager acts at t = 0, K, ..., H - K, the worker every step; also code
         and goal active in each state (zeros at s_H, where no goal is chosen). Rows from
         `manager_rows(N)` on take their codes from the goal autoencoder's encoding of other
-        start states (replay goals) instead. Flat baseline: its one actor every step.
+        start states (replay goals) instead. A conditioned goal autoencoder (`goal.context`)
+        decodes each code relative to the deter where it is chosen, and scores the bonus of s_t
+        against that deter. Flat baseline: its one actor every step.
 
         A discrete policy learns by REINFORCE: the rollout is built without gradients. A
         continuous one learns through the dynamics: gradients flow through the frozen models'
@@ -174,7 +176,8 @@ class Agent(nn.Module):
         director, backprop = cfg.agent == "director", not self.discrete
         n = start["deter"].shape[0]
         m = self.manager_rows(n) if director else n
-        feats, deters, actions, codes, goals = [], [], [], [], []
+        feats, deters, actions, codes, goals, contexts = [], [], [], [], [], []
+        conditioned = director and self.goal_ae.context
         state = start
         grad = backprop and torch.is_grad_enabled()
         with torch.set_grad_enabled(grad), frozen(self, *self._frozen_models()) if grad else contextlib.nullcontext():
@@ -186,11 +189,15 @@ class Agent(nn.Module):
                     break
                 if director:
                     if t % k == 0:
+                        context = state["deter"].detach() if conditioned else None
                         code = self.manager.ac.policy(feat[:m].detach()).sample().detach()
                         if m < n:
                             other = start["deter"][torch.randint(n, (n - m,), device=feat.device)]
-                            code = torch.cat([code, self.goal_ae.encode(other).sample().detach().flatten(-2)])
-                        goal = self.goal_ae.decode(code).detach()
+                            own = context[m:] if conditioned else None
+                            code = torch.cat([code, self.goal_ae.encode(other, own).sample().detach().flatten(-2)])
+                        goal = self.goal_ae.decode(code, context).detach()
+                    if conditioned:
+                        contexts.append(context)
                     codes.append(code)
                     goals.append(goal)
                     # Policy inputs are stop-gradient (ALGORITHM.md §4): a continuous actor
@@ -220,7 +227,8 @@ class Agent(nn.Module):
                 traj["extr"] = torch.cat([zero[:readers], extr], 1)
             if director and "expl" in self.manager.ac.scales:
                 with torch.no_grad():
-                    expl = self.goal_ae.exploration_reward(deter[:m, 1:])
+                    context = torch.stack(contexts, 1)[:m] if conditioned else None
+                    expl = self.goal_ae.exploration_reward(deter[:m, 1:], context)
                 traj["expl"] = torch.cat([zero[:m], expl], 1)
         return traj
 
@@ -243,16 +251,17 @@ class Agent(nn.Module):
         if self.cfg.agent != "worldmodel":
             start = {k: v.flatten(0, 1).detach() for k, v in post.items()}
             cont0 = 1.0 - batch["is_terminal"].flatten(0, 1).float()
-            loss = loss + self._policy_loss(start, cont0, metrics)
+            loss = loss + self._policy_loss(start, cont0, post["deter"].detach(), metrics)
         return loss, {k: v.detach() for k, v in metrics.items()}
 
-    def _policy_loss(self, start: State, cont0: torch.Tensor, metrics: dict) -> torch.Tensor:
+    def _policy_loss(self, start: State, cont0: torch.Tensor, deter: torch.Tensor, metrics: dict) -> torch.Tensor:
+        """start leaves (B*T, ...), cont0 (B*T,), deter (B, T, D) the posterior sequences."""
         if self.cfg.agent == "dreamer":
             traj = self.imagine(start, cont0)
             ac_loss, ac_metrics = self.actor.loss({**traj, "rewards": {"extr": traj["extr"][:, 1:]}})
             metrics.update({f"actor/{k}": v for k, v in ac_metrics.items()})
             return ac_loss
-        goal_loss, goal_metrics = self.goal_ae.loss(start["deter"])
+        goal_loss, goal_metrics = self.goal_ae.loss(*self.goal_ae.pairs(deter, self.goal_every))
         metrics.update(goal_metrics)
         traj = self.imagine(start, cont0)
         worker_loss, worker_metrics = self.worker.ac.loss(self.worker.segments(traj, self.goal_every))

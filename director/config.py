@@ -111,6 +111,11 @@ class GoalConfig:
     mlp_units: int = 512
     kl_target: float = 10.0  # nats the adaptive KL scale steers toward
     kl_scale: float = 1.0  # initial KL scale (adapted within [1e-5, 1]); 0 turns the goal KL off
+    # Condition encoder and decoder on the deter where the goal is chosen and learn the replay
+    # pairs (h_t, h_{t+K}) (an option of the original code; the paper's is false): the manager's
+    # codes then name states about K steps away, which the worker can reach in one period,
+    # and long routes become chains of goals. Needs replay.length > manager.goal_every.
+    context: bool = False
     opt: OptimConfig = field(default_factory=OptimConfig)
 
 
@@ -302,6 +307,11 @@ def validate(cfg: Config) -> None:
         raise ConfigError(
             f"horizon={cfg.horizon} must be a multiple of manager.goal_every="
             f"{cfg.manager.goal_every} (or 0 for 2 * goal_every).")
+    if cfg.agent == "director" and cfg.goal.context and cfg.replay.length <= cfg.manager.goal_every:
+        raise ConfigError(
+            f"goal.context=true learns pairs of states manager.goal_every={cfg.manager.goal_every} steps "
+            f"apart in each replay sequence, so replay.length={cfg.replay.length} must be longer than "
+            f"that. Raise replay.length or set goal.context=false.")
     rollouts = cfg.replay.batch * cfg.replay.length  # imagination starts from every replay step
     if cfg.agent == "director" and cfg.worker.manager_rows(rollouts) < 1:
         raise ConfigError(

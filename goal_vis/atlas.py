@@ -34,13 +34,15 @@ def base_index(base: torch.Tensor, vars_: int, classes: int) -> list[int]:
 
 @torch.no_grad()
 def atlas_image(agent: Any, base: torch.Tensor, random_codes: int = 32, columns: int = 8,
-                target: int = 48, base_note: str = "") -> np.ndarray:
+                target: int = 48, base_note: str = "", context: torch.Tensor | np.ndarray | None = None
+                ) -> np.ndarray:
     """The atlas of `agent`'s goal autoencoder around `base` (V*C,), plus `random_codes` prior
-    samples (drawn from torch's global RNG; callers seed it)."""
+    samples (drawn from torch's global RNG; callers seed it). `context` (D,): the deter every
+    code is decoded against, for a conditioned autoencoder (`goal.context`)."""
     ae = agent.goal_ae
     v, c = ae.vars, ae.classes
     base = base.reshape(-1).to(next(ae.parameters()).device).float()
-    images = decode_goal(agent, code_sweep(base, v, c), kind="code")  # (V, C, H, W, 3)
+    images = decode_goal(agent, code_sweep(base, v, c), kind="code", context=context)  # (V, C, H, W, 3)
     size = images.shape[2]
     scale = imaging.panel_scale(size, target)
     chosen = base_index(base, v, c)
@@ -62,7 +64,7 @@ def atlas_image(agent: Any, base: torch.Tensor, random_codes: int = 32, columns:
     parts = [sweep]
     if random_codes > 0:
         codes = ae.prior_sample((random_codes,), base.device)
-        randoms = decode_goal(agent, codes, kind="code")
+        randoms = decode_goal(agent, codes, kind="code", context=context)
         cells = [imaging.upscale(x, scale) for x in randoms]
         parts.append(imaging.caption(imaging.grid(cells, columns, gap=2),
                                      f"{random_codes} random codes from the uniform prior"))

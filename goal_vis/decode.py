@@ -74,11 +74,13 @@ def is_code(agent: Any, x: torch.Tensor | np.ndarray) -> bool:
 
 
 @torch.no_grad()
-def decode_goal(agent: Any, goal_or_code: torch.Tensor | np.ndarray, kind: str | None = None) -> np.ndarray:
+def decode_goal(agent: Any, goal_or_code: torch.Tensor | np.ndarray, kind: str | None = None,
+                context: torch.Tensor | np.ndarray | None = None) -> np.ndarray:
     """Goal (..., D) or code (..., V*C) / (..., V, C) -> uint8 images (..., H, W, 3).
 
     `agent`: a `director.agent.Agent` (or anything with `.wm` and, for codes, `.goal_ae`).
-    `kind`: "goal", "code" or None (inferred from the shape). Deterministic."""
+    `kind`: "goal", "code" or None (inferred from the shape). `context`: the deter (D,) or
+    (..., D) a conditioned goal autoencoder (`goal.context`) decodes codes against. Deterministic."""
     x = _as_tensor(goal_or_code, _device(agent))
     if kind is None:
         kind = "code" if is_code(agent, x) else "goal"
@@ -90,7 +92,9 @@ def decode_goal(agent: Any, goal_or_code: torch.Tensor | np.ndarray, kind: str |
         if x.shape[-1] != goal_ae.code_size:
             x = x.flatten(-2)
         lead = x.shape[:-1]
-        goal = goal_ae.decode(x.reshape(-1, goal_ae.code_size)).reshape(*lead, -1)
+        if context is not None:
+            context = _as_tensor(context, x.device).float().expand(*lead, -1).reshape(-1, agent.wm.rssm.deter)
+        goal = goal_ae.decode(x.reshape(-1, goal_ae.code_size), context).reshape(*lead, -1)
     elif kind == "goal":
         goal = x
     else:

@@ -119,6 +119,8 @@ class Decision:
     start_pos: Cell | None = None
     end_pos: Cell | None = None
     goal_pos: Cell | None = None
+    context: np.ndarray | None = None  # deter where the goal was chosen (what a conditioned
+    # goal autoencoder decoded the code against)
 
 
 @dataclass
@@ -212,7 +214,8 @@ def run_episode(module: Any, env: Any, max_steps: int, mode: str = "eval", episo
             if hierarchical:
                 if bool(act_info["switch"][0]):
                     decisions.append(Decision(episode, t, act_info["code"][0].float().cpu().numpy(),
-                                              act_info["goal"][0].float().cpu().numpy()))
+                                              act_info["goal"][0].float().cpu().numpy(),
+                                              context=rows["deter"][-1]))
                 rows["active"].append(len(decisions) - 1)
             else:
                 rows["active"].append(-1)

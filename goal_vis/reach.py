@@ -42,9 +42,21 @@ def cell_states(agent: Any, probe: StateProbe, warmup: int = 4) -> dict[str, tor
 @torch.no_grad()
 def cell_goals(agent: Any, probe: StateProbe, warmup: int = 4) -> torch.Tensor:
     """Goals (cells, D): the goal autoencoder's mode reconstruction of each cell's deter
-    (`cell_states`)."""
+    (`cell_states`). A conditioned autoencoder (`goal.context`) reconstructs against the
+    deter of the cell the agent stands on now (`reset_context`): far cells then decode to the
+    nearer goals it can express from there."""
     deter = cell_states(agent, probe, warmup)["deter"]
-    return agent.goal_ae.decode(agent.goal_ae.encode(deter).mode())
+    context = reset_context(agent, probe, deter)
+    return agent.goal_ae.decode(agent.goal_ae.encode(deter, context).mode(), context)
+
+
+def reset_context(agent: Any, probe: StateProbe, deter: torch.Tensor) -> torch.Tensor | None:
+    """For a conditioned goal autoencoder: the deter (cells, D) of the cell the agent stands on
+    now (probe.position(), e.g. after a reset), taken from `deter` (cells, D) of `cell_states`;
+    None for the paper's unconditioned one."""
+    if not agent.goal_ae.context:
+        return None
+    return deter[probe.cells.index(probe.position())].expand_as(deter)
 
 
 @torch.no_grad()

@@ -309,10 +309,13 @@ def make_report(module: Any, info: dict, out: str | Path, run_dir: Path | None =
                 Image.fromarray(image).save(out / "openloop.png")
                 files["rollouts"], files["openloop"] = "rollouts.png", "openloop.png"
 
-            base = torch.as_tensor(records[0].decisions[0].code) if records[0].decisions else \
-                agent.goal_ae.prior_sample((1,), module.device)[0]
-            Image.fromarray(atlas_image(agent, base, base_note="Base code: the manager's first code of "
-                                        "episode 0.")).save(out / "atlas.png")
+            first = records[0].decisions[0] if records[0].decisions else None
+            base = torch.as_tensor(first.code) if first else agent.goal_ae.prior_sample((1,), module.device)[0]
+            # A conditioned autoencoder decodes against the state of that first decision.
+            context = first.context if first and agent.goal_ae.context else None
+            note = "Base code: the manager's first code of episode 0." + (
+                " Every code is decoded against the state of that decision (goal.context)." if context is not None else "")
+            Image.fromarray(atlas_image(agent, base, base_note=note, context=context)).save(out / "atlas.png")
             files["atlas"] = "atlas.png"
     finally:
         env.close()

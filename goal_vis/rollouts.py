@@ -61,15 +61,16 @@ def goals_from_sources(agent: Any, start: dict[str, torch.Tensor],
                        other: torch.Tensor) -> dict[str, torch.Tensor]:
     """Goals (N, D) for each start state: (a) a code sampled by the manager, (b) a uniform prior
     code, (c) the deter `other` (N, D) of another replay state through the goal autoencoder
-    (the mode of its code)."""
+    (the mode of its code). A conditioned autoencoder encodes and decodes against the start."""
     n = other.shape[0]
     feat = agent.wm.feat(start)
+    context = start["deter"] if agent.goal_ae.context else None
     codes = {
         "manager": agent.manager.ac.policy(feat).sample().float(),
         "prior": agent.goal_ae.prior_sample((n,), other.device),
-        "replay": agent.goal_ae.encode(other).mode().flatten(-2).float(),
+        "replay": agent.goal_ae.encode(other, context).mode().flatten(-2).float(),
     }
-    return {name: agent.goal_ae.decode(code) for name, code in codes.items()}
+    return {name: agent.goal_ae.decode(code, context) for name, code in codes.items()}
 
 
 @torch.no_grad()

@@ -29,7 +29,7 @@ from PIL import Image, ImageDraw
 
 from goal_vis import imaging
 from goal_vis.episode import Cell, StateProbe
-from goal_vis.reach import cell_states
+from goal_vis.reach import cell_states, reset_context
 from worker.goal_reward import max_cosine
 
 
@@ -65,7 +65,8 @@ def value_map(agent: Any, env: Any, warmup: int = 4) -> dict:
     values: dict[str, list[float]] = {"reward": agent.wm.predict_reward(feat).tolist()}
     goal_ae = getattr(agent, "goal_ae", None)
     if goal_ae is not None:
-        values["expl"] = goal_ae.exploration_reward(state["deter"]).tolist()
+        # Conditioned (goal.context): novelty as a successor of the reset cell's state.
+        values["expl"] = goal_ae.exploration_reward(state["deter"], reset_context(agent, probe, state["deter"])).tolist()
     learner = agent.manager.ac if goal_ae is not None else agent.actor
     prefix = "manager" if goal_ae is not None else "actor"
     for name in learner.critics:
@@ -77,7 +78,7 @@ def value_map(agent: Any, env: Any, warmup: int = 4) -> dict:
         result["goal_distance"] = maze_distances(probe.cells, goal)
     if goal_ae is not None:
         code = agent.manager.ac.policy(feat).mode()
-        target = goal_ae.decode(code)  # (cells, D)
+        target = goal_ae.decode(code, state["deter"] if goal_ae.context else None)  # (cells, D)
         # Nearest cell of each goal by max-cosine (the worker's reward) to every cell's deter.
         score = max_cosine(target[:, None, :], state["deter"][None, :, :].float())
         result["toward"] = [probe.cells[int(i)] for i in score.argmax(-1)]

@@ -184,8 +184,8 @@ def test_replay_goal_rows_train_only_the_worker(monkeypatch):
     codes: list[torch.Tensor] = []
     encode = agent.goal_ae.encode
 
-    def spy_encode(deter):  # the replay goals' codes, drawn from other start states
-        dist = encode(deter)
+    def spy_encode(deter, context=None):  # the replay goals' codes, drawn from other start states
+        dist = encode(deter, context)
         sample = dist.sample
 
         def record():
@@ -505,3 +505,43 @@ def test_compiled_update_agrees_with_eager(action, backend):
         torch.testing.assert_close(b, a, rtol=0, atol=1e-5, msg=name)
     for (name, a), b in zip(eager.named_buffers(), compiled.buffers()):
         torch.testing.assert_close(b.float(), a.float(), rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_conditioned_goals_are_decoded_against_the_state_where_they_are_chosen(monkeypatch):
+    agent = make_agent(overrides=["goal.context=true", "worker.replay_goals=0.25"])
+    batch = make_batch(agent)
+    with torch.no_grad():
+        _, post, _ = agent.wm.loss(batch)
+        start = {k: v.flatten(0, 1)[:8] for k, v in post.items()}
+        traj = agent.imagine(start, torch.ones(8))
+    k, h = agent.goal_every, agent.cfg.imag_horizon
+    for t in range(0, h, k):
+        torch.testing.assert_close(traj["goal"][:, t], agent.goal_ae.decode(traj["code"][:, t], traj["deter"][:, t]))
+    # The bonus of s_t is scored against the deter of the decision its goal came from.
+    m = agent.manager_rows(8)
+    torch.manual_seed(3)
+    expect = agent.goal_ae.exploration_reward(traj["deter"][:m, 1:], traj["deter"][:m, :h:k].repeat_interleave(k, 1))
+    torch.manual_seed(3)
+    again = agent.goal_ae.exploration_reward(traj["deter"][:m, 1:], traj["deter"][:m, :h:k].repeat_interleave(k, 1))
+    torch.testing.assert_close(expect, again)
+    # Acting decodes the manager's code against the posterior deter of the switch step.
+    obs = {"image": batch["image"][:3, 0], "is_first": torch.ones(3, dtype=torch.bool)}
+    _, carry, info = agent.policy(obs)
+    torch.testing.assert_close(info["goal"], agent.goal_ae.decode(info["code"], carry["deter"]))
+    # The whole update trains, and the goal autoencoder learns from pairs K apart.
+    store: dict = {}
+    spy(monkeypatch, agent.goal_ae, "loss", store, "goal")
+    spy(monkeypatch, agent.wm, "loss", store, "wm")
+    out = agent.train_step(batch, agent.make_optimizers())
+    assert out["skipped"] == 0.0 and math.isfinite(out["loss"])
+    goal, context = store["goal"]["args"]
+    deter = store["wm"]["out"][1]["deter"]
+    t = agent.cfg.replay.length
+    assert goal.shape[0] == context.shape[0] == agent.cfg.replay.batch * (t - k)
+    torch.testing.assert_close(goal[: t - k], deter[0, k:])
+    torch.testing.assert_close(context[: t - k], deter[0, :-k])
+
+
+def test_conditioned_goals_need_sequences_longer_than_a_goal_period():
+    with pytest.raises(config_lib.ConfigError, match="replay.length"):
+        config_lib.load("debug", ["goal.context=true", "replay.length=4"])

@@ -186,7 +186,7 @@ def test_value_map_reads_the_model_and_critics_on_every_cell(module, monkeypatch
     assert all(t in cells for t in vmap["toward"]) and 0.0 <= vmap["toward_closer"] <= 1.0
     # A manager whose every goal is the state of standing on the task goal points every cell there.
     goal_deter = state["deter"][cells.index(vmap["goal"])]
-    monkeypatch.setattr(agent.goal_ae, "decode", lambda code: goal_deter.expand(code.shape[0], -1))
+    monkeypatch.setattr(agent.goal_ae, "decode", lambda code, context=None: goal_deter.expand(code.shape[0], -1))
     torch.manual_seed(1)
     vmap = value_map(agent, env)
     assert vmap["toward"] == [vmap["goal"]] * len(cells) and vmap["toward_closer"] == 1.0
