@@ -3,6 +3,7 @@ reached.
 
     from goal_vis import decode_goal, record_strip
     images = decode_goal(module.agent, goals)          # (..., D) or codes -> uint8 (..., H, W, 3)
+    # (codes of a goal.context autoencoder also need context=, the deter they were chosen at)
     record_strip(module, "strip.png", steps=64)        # observation row + goal row PNG
 
 `director goals RUN_DIR` (`goal_vis.report`) writes the full report: episode video, contact

@@ -40,17 +40,18 @@ def cell_states(agent: Any, probe: StateProbe, warmup: int = 4) -> dict[str, tor
 
 
 @torch.no_grad()
-def cell_goals(agent: Any, probe: StateProbe, warmup: int = 4) -> torch.Tensor:
+def cell_goals(agent: Any, probe: StateProbe, warmup: int = 4, deter: torch.Tensor | None = None
+               ) -> torch.Tensor:
     """Goals (cells, D): the goal autoencoder's mode reconstruction of each cell's deter
-    (`cell_states`). A conditioned autoencoder (`goal.context`) reconstructs against the
-    deter of the cell the agent stands on now (`reset_context`): far cells then decode to the
-    nearer goals it can express from there."""
-    deter = cell_states(agent, probe, warmup)["deter"]
-    context = reset_context(agent, probe, deter)
+    (`cell_states`, or `deter` (cells, D) when given). A conditioned autoencoder
+    (`goal.context`) reconstructs against the deter of the cell the agent stands on now
+    (`here_context`): far cells then decode to the nearer goals it can express from there."""
+    deter = cell_states(agent, probe, warmup)["deter"] if deter is None else deter
+    context = here_context(agent, probe, deter)
     return agent.goal_ae.decode(agent.goal_ae.encode(deter, context).mode(), context)
 
 
-def reset_context(agent: Any, probe: StateProbe, deter: torch.Tensor) -> torch.Tensor | None:
+def here_context(agent: Any, probe: StateProbe, deter: torch.Tensor) -> torch.Tensor | None:
     """For a conditioned goal autoencoder: the deter (cells, D) of the cell the agent stands on
     now (probe.position(), e.g. after a reset), taken from `deter` (cells, D) of `cell_states`;
     None for the paper's unconditioned one."""
@@ -73,14 +74,17 @@ def reach_map(agent: Any, env: Any, steps: int, mode: str = "eval", warmup: int 
     if not probe.available or not is_discrete(env.action_space):
         return {}
     env.reset()  # cell goals are rendered with the reset context (Pin Pad: empty pad history)
-    goals = cell_goals(agent, probe, warmup)
+    deter = cell_states(agent, probe, warmup)["deter"]
+    goals = cell_goals(agent, probe, warmup, deter)
     device = goals.device
     starts, finals = [], []
     cpu = device.type == "cpu"
     with torch_threads(1 if cpu else None):
-        for goal in goals:
+        for i, goal in enumerate(goals):
             obs, _ = env.reset()
             starts.append(probe.position())
+            if agent.goal_ae.context:  # decoded against this run's start (Pin Pad starts anywhere)
+                goal = cell_goals(agent, probe, warmup, deter)[i]
             carry = agent.initial_carry(1)
             state = {k: carry[k] for k in ("deter", "stoch", "logits")}
             action = carry["action"]
