@@ -12,6 +12,7 @@ actor-critic on the task reward) or `worldmodel` (world model only; acts randoml
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from typing import Callable, Iterator
 
 import torch
@@ -53,8 +54,12 @@ class Agent(nn.Module):
         policy_action = ("discrete", 1, action[1]) if self.discrete else ("continuous", action[1])
         feat, deter = self.wm.feat_size, cfg.model.rssm.deter
         self.goal_every = cfg.manager.goal_every
+        # goal.novelty: the exploration bonus's own, unconditioned autoencoder of states.
+        self.novelty: GoalAutoencoder | None = None
         if cfg.agent == "director":
             self.goal_ae = GoalAutoencoder(cfg.goal, deter)
+            if cfg.goal.novelty:
+                self.novelty = GoalAutoencoder(dataclasses.replace(cfg.goal, context=False, novelty=False), deter)
             self.manager = Manager(cfg.manager, feat, cfg.goal.code_vars, cfg.goal.code_classes)
             self.worker = Worker(cfg.worker, feat, deter, policy_action)
         elif cfg.agent == "dreamer":
@@ -70,6 +75,8 @@ class Agent(nn.Module):
         learners: list[tuple[str, ActorCritic]] = []
         if cfg.agent == "director":
             groups.append(("goal", self.goal_ae, cfg.goal.opt))
+            if self.novelty is not None:
+                groups.append(("novelty", self.novelty, cfg.goal.opt))
             learners = [("worker", self.worker.ac), ("manager", self.manager.ac)]
         elif cfg.agent == "dreamer":
             learners = [("actor", self.actor)]
@@ -228,12 +235,23 @@ class Agent(nn.Module):
             if director and "expl" in self.manager.ac.scales:
                 with torch.no_grad():
                     context = torch.stack(contexts, 1)[:m] if conditioned else None
-                    expl = self.goal_ae.exploration_reward(deter[:m, 1:], context)
+                    expl = self.exploration_bonus(deter[:m, 1:], context)
                 traj["expl"] = torch.cat([zero[:m], expl], 1)
         return traj
 
+    def exploration_bonus(self, deter: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """The manager's exploration reward of states deter (..., D) -> (...): the goal
+        autoencoder's reconstruction error (against `context` (..., D), the deter where the
+        active goal was chosen, when it is conditioned), or with `goal.novelty` the error of
+        the unconditioned autoencoder of states beside it (no context)."""
+        if self.novelty is not None:
+            return self.novelty.exploration_reward(deter)
+        return self.goal_ae.exploration_reward(deter, context)
+
     def _frozen_models(self) -> tuple[str, ...]:
-        return ("wm", "goal_ae") if self.cfg.agent == "director" else ("wm",)
+        if self.cfg.agent != "director":
+            return ("wm",)
+        return ("wm", "goal_ae") + (("novelty",) if self.novelty is not None else ())
 
     def _extr_rows(self, n: int, m: int) -> int:
         """How many imagined rows some critic reads the task reward of (0: none)."""
@@ -263,6 +281,10 @@ class Agent(nn.Module):
             return ac_loss
         goal_loss, goal_metrics = self.goal_ae.loss(*self.goal_ae.pairs(deter, self.goal_every))
         metrics.update(goal_metrics)
+        if self.novelty is not None:  # every replay state, as the paper's goal autoencoder
+            novelty_loss, novelty_metrics = self.novelty.loss(deter.flatten(0, 1))
+            goal_loss = goal_loss + novelty_loss
+            metrics.update({f"novelty/{k}": v for k, v in novelty_metrics.items()})
         traj = self.imagine(start, cont0)
         worker_loss, worker_metrics = self.worker.ac.loss(self.worker.segments(traj, self.goal_every))
         m = self.manager_rows(traj["feat"].shape[0])
@@ -284,6 +306,8 @@ class Agent(nn.Module):
         self.wm.after_update(metrics, applied)
         if self.cfg.agent == "director":
             self.goal_ae.after_update(metrics, applied)
+            if self.novelty is not None:
+                self.novelty.after_update(_section(metrics, "novelty/"), applied)
             self.worker.ac.after_update(_section(metrics, "worker/"), applied)
             self.manager.ac.after_update(_section(metrics, "manager/"), applied)
         elif self.cfg.agent == "dreamer":

@@ -116,6 +116,11 @@ class GoalConfig:
     # codes then name states about K steps away, which the worker can reach in one period,
     # and long routes become chains of goals. Needs replay.length > manager.goal_every.
     context: bool = False
+    # With `context`: score the manager's exploration bonus with a second, unconditioned
+    # autoencoder of single states (the paper's bonus: how novel a state is), trained beside
+    # the conditioned one on every replay state, instead of the conditioned autoencoder's error
+    # (how unexpected a state is as a K-step successor of where the goal was chosen).
+    novelty: bool = False
     opt: OptimConfig = field(default_factory=OptimConfig)
 
 
@@ -312,6 +317,11 @@ def validate(cfg: Config) -> None:
             f"goal.context=true learns pairs of states manager.goal_every={cfg.manager.goal_every} steps "
             f"apart in each replay sequence, so replay.length={cfg.replay.length} must be longer than "
             f"that. Raise replay.length or set goal.context=false.")
+    if cfg.agent == "director" and cfg.goal.novelty and not cfg.goal.context:
+        raise ConfigError(
+            "goal.novelty=true scores the exploration bonus with an unconditioned autoencoder beside a "
+            "conditioned goal autoencoder; without goal.context=true the goal autoencoder already is "
+            "that. Set goal.context=true or goal.novelty=false.")
     rollouts = cfg.replay.batch * cfg.replay.length  # imagination starts from every replay step
     if cfg.agent == "director" and cfg.worker.manager_rows(rollouts) < 1:
         raise ConfigError(

@@ -66,7 +66,7 @@ def value_map(agent: Any, env: Any, warmup: int = 4) -> dict:
     goal_ae = getattr(agent, "goal_ae", None)
     if goal_ae is not None:
         # Conditioned (goal.context): novelty as a successor of the reset cell's state.
-        values["expl"] = goal_ae.exploration_reward(state["deter"], here_context(agent, probe, state["deter"])).tolist()
+        values["expl"] = agent.exploration_bonus(state["deter"], here_context(agent, probe, state["deter"])).tolist()
     learner = agent.manager.ac if goal_ae is not None else agent.actor
     prefix = "manager" if goal_ae is not None else "actor"
     for name in learner.critics:

@@ -547,3 +547,38 @@ def test_conditioned_goals_are_decoded_against_the_state_where_they_are_chosen(m
 def test_conditioned_goals_need_sequences_longer_than_a_goal_period():
     with pytest.raises(config_lib.ConfigError, match="replay.length"):
         config_lib.load("debug", ["goal.context=true", "replay.length=4"])
+
+
+def test_novelty_scores_the_bonus_with_an_unconditioned_autoencoder_of_every_state(monkeypatch):
+    agent = make_agent(overrides=["goal.context=true", "goal.novelty=true"])
+    assert agent.goal_ae.context and agent.novelty is not None and not agent.novelty.context
+    batch = make_batch(agent)
+    with torch.no_grad():
+        _, post, _ = agent.wm.loss(batch)
+        start = {k: v.flatten(0, 1)[:8] for k, v in post.items()}
+    store: dict = {}
+    spy(monkeypatch, agent.novelty, "exploration_reward", store, "novelty")
+    spy(monkeypatch, agent.goal_ae, "exploration_reward", store, "goal_ae")
+    with torch.no_grad():
+        traj = agent.imagine(start, torch.ones(8))
+    assert "goal_ae" not in store  # the conditioned autoencoder no longer scores the bonus
+    (deter,) = store["novelty"]["args"]
+    m = agent.manager_rows(8)
+    torch.testing.assert_close(deter, traj["deter"][:m, 1:])
+    torch.testing.assert_close(traj["expl"][:, 1:], store["novelty"]["out"])
+    # The update trains the novelty autoencoder on every replay state (the goal autoencoder on
+    # pairs), with its own optimiser, and only from its own loss.
+    spy(monkeypatch, agent.novelty, "loss", store, "loss")
+    spy(monkeypatch, agent.wm, "loss", store, "wm")
+    before = [p.detach().clone() for p in agent.novelty.parameters()]
+    out = agent.train_step(batch, agent.make_optimizers())
+    assert out["skipped"] == 0.0 and out["novelty/goal_rec"] > 0 and out["grad_norm/novelty"] > 0
+    (states,) = store["loss"]["args"]
+    torch.testing.assert_close(states, store["wm"]["out"][1]["deter"].flatten(0, 1))
+    assert all(not torch.equal(a, p) for a, p in zip(before, agent.novelty.parameters()))
+    assert "novelty" in agent._frozen_models()
+
+
+def test_novelty_needs_a_conditioned_goal_autoencoder():
+    with pytest.raises(config_lib.ConfigError, match="goal.novelty"):
+        config_lib.load("debug", ["goal.novelty=true"])
