@@ -81,6 +81,10 @@ def _load_config(config_lib, yaml_path: str, code: str, scratch: Path):
     from omegaconf import OmegaConf
     known = set(config_lib.valid_keys())
     flat = _flatten(OmegaConf.to_container(OmegaConf.load(yaml_path)))
+    # The benchmark sets each path's precision itself (autocast below); the config's value is
+    # not read, and the baseline does not know `auto`.
+    if flat.get("train.precision") == "auto":
+        flat["train.precision"] = "32-true"
     nested: dict = {}
     for key, value in flat.items():
         if key in known:
