@@ -65,7 +65,7 @@ def value_map(agent: Any, env: Any, warmup: int = 4) -> dict:
     values: dict[str, list[float]] = {"reward": agent.wm.predict_reward(feat).tolist()}
     goal_ae = getattr(agent, "goal_ae", None)
     if goal_ae is not None:
-        # Conditioned (goal.context): novelty as a successor of the reset cell's state.
+        # The manager's bonus; a conditioned goal autoencoder scores it against the reset cell's state.
         values["expl"] = agent.exploration_bonus(state["deter"], here_context(agent, probe, state["deter"])).tolist()
     learner = agent.manager.ac if goal_ae is not None else agent.actor
     prefix = "manager" if goal_ae is not None else "actor"

@@ -567,7 +567,7 @@ def test_novelty_scores_the_bonus_with_an_unconditioned_autoencoder_of_every_sta
     torch.testing.assert_close(deter, traj["deter"][:m, 1:])
     torch.testing.assert_close(traj["expl"][:, 1:], store["novelty"]["out"])
     # The update trains the novelty autoencoder on every replay state (the goal autoencoder on
-    # pairs), with its own optimiser, and only from its own loss.
+    # pairs) with its own optimiser; imagination holds it frozen.
     spy(monkeypatch, agent.novelty, "loss", store, "loss")
     spy(monkeypatch, agent.wm, "loss", store, "wm")
     before = [p.detach().clone() for p in agent.novelty.parameters()]
