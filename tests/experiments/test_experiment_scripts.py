@@ -284,3 +284,33 @@ def test_average_checkpoints_compares_live_and_averaged_actors(tmp_path, capsys)
     # Too few checkpoints for the window: exit 2 and a message naming the fix.
     assert average.main([str(run), "--window", "9", "--episodes", "1"]) == 2
     assert "train.keep_checkpoints" in capsys.readouterr().err
+
+
+def test_goal_geometry_reads_the_reward_by_maze_distance(tmp_path, capsys):
+    goal_geometry = _load_script("goal_geometry")
+    # Five cells in a row: a reward that falls with distance points every greedy step the right
+    # way; one that rises with it only where a cell has a single neighbour (the two ends, 8 of
+    # the 20 pairs), which is nearer whatever the reward.
+    cells = [(x, 0) for x in range(5)]
+    dist = np.abs(np.arange(5)[:, None] - np.arange(5)[None, :])
+    nbrs = goal_geometry.neighbours(cells)
+    assert nbrs[0] == [1] and sorted(nbrs[2]) == [1, 3]
+    falling = goal_geometry.geometry(1.0 - dist / 10, dist, nbrs)
+    assert falling["greedy"] == 1.0 and falling["pairs"] == 20 and falling["at_goal"] == 1.0
+    assert falling["bands"][(1, 1)] == 0.9 and falling["bands"][(4, 7)] == 0.6
+    assert goal_geometry.geometry(dist / 10, dist, nbrs)["greedy"] == 0.4
+
+    from director import config
+    from director.run import train
+    run = train(config.load("debug", [f"train.run_dir={tmp_path / 'run'}", "env.world=maze-s", "train.steps=96",
+                                      "replay.prefill=64", "train.threads=1"]), progress=False)
+    capsys.readouterr()
+    assert goal_geometry.main([str(run)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "cells, deter" in out[0]
+    # Any state has max-cosine 1 with itself: the goal cell's reward is exactly 1.
+    assert out[1].startswith("max_cosine  at goal 1.000") and out[2].startswith("centred")
+    pinpad = train(config.load("debug", [f"train.run_dir={tmp_path / 'pinpad'}", "train.steps=64",
+                                         "replay.prefill=32", "train.threads=1"]), progress=False)
+    assert goal_geometry.main([str(pinpad)]) == 2
+    assert "not a grid maze" in capsys.readouterr().err
