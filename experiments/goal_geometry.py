@@ -81,6 +81,7 @@ def measure(target: str, warmup: int) -> None:
         raise UserError(f"{module.cfg.env.world!r} is not a grid maze with true positions: use a checkpoint "
                         "trained on maze-s/m/l/xl or maze:PATH.")
     env.reset()
+    torch.manual_seed(0)  # the posterior samples its stoch: the same reading every time
     deter = cell_states(agent, probe, warmup)["deter"].float()
     cells = probe.cells
     dist = np.array([maze_distances(cells, goal) for goal in cells]).T  # (cell, goal)
