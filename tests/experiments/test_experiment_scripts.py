@@ -314,3 +314,44 @@ def test_goal_geometry_reads_the_reward_by_maze_distance(tmp_path, capsys):
                                          "replay.prefill=32", "train.threads=1"]), progress=False)
     assert goal_geometry.main([str(pinpad)]) == 2
     assert "not a grid maze" in capsys.readouterr().err
+
+
+def test_maze_approach_reads_how_near_the_goal_each_episode_came(tmp_path, capsys):
+    import worlds
+    from director import config
+    maze_approach = _load_script("maze_approach")
+    run = tmp_path / "run"
+    (run / "replay" / "rank0").mkdir(parents=True)
+    cfg = config.load("debug", ["env.world=maze-s"])
+    config.save(cfg, run / "config.yaml")
+    env = worlds.make("maze-s", **cfg.env.world_options())
+    env.reset()
+    world = env.unwrapped
+    # Episode 0 walks the shortest path to the goal; episode 1 walks its first 3 steps and back;
+    # episode 2 stands on the start. Written as the collector names them: counter-worker-length.
+    path = [tuple(world.start_pos)]
+    for action in world.shortest_path():
+        dx, dy = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))[action]
+        path.append((path[-1][0] + dx, path[-1][1] + dy))
+    walks = [path, path[:4] + path[2::-1], [path[0]] * 5]
+    for i, cells in enumerate(walks):
+        images = np.stack([world.render_state(c) for c in cells])
+        np.savez_compressed(run / "replay" / "rank0" / f"{i:08d}-0-{len(cells)}.npz", image=images)
+    start = len(path) - 1
+    dist = maze_approach.goal_distances(world)
+    assert dist[tuple(world.goal_pos)] == 0 and dist[tuple(world.start_pos)] == start
+    assert maze_approach.main([str(run), "--every", "1000", "--map"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert f"3 episodes in the replay; start {start} steps from the goal" in out[0]
+    # One window: 3 episodes, 1 reached the goal, the nearest approaches 0, start - 3, start.
+    assert out[2].split()[-5:] == ["3", "1", "1", "1" if start - 3 > 5 else "2", f"{float(start - 3):.1f}"]
+    grid = out[4:]
+    assert len(grid) == len(world.rows) and grid[0].split() == ["#"] * len(world.rows[0])
+    sx, sy = world.start_pos
+    assert grid[sy].split()[sx] == "3"  # every episode visited the start cell
+    # Not a run directory, or a world without a goal: exit 2 with the fix.
+    assert maze_approach.main([str(tmp_path)]) == 2
+    assert "no config.yaml" in capsys.readouterr().err
+    config.save(config.load("debug", []), run / "config.yaml")
+    assert maze_approach.main([str(run)]) == 2
+    assert "not a grid maze" in capsys.readouterr().err
