@@ -92,6 +92,27 @@ def measure(target: str, warmup: int) -> None:
     for name, d in ((module.cfg.worker.goal_reward, deter), ("centred", centred)):
         reward = reward_fn(d[:, None, :], d[None, :, :]).numpy()
         print(line(name, geometry(reward, dist, nbrs)))
+    # The manager's mode goal from every cell, decoded as in acting (against that cell's deter
+    # when the goal autoencoder is conditioned), read over all cells.
+    feat = agent.wm.feat(cell_states(agent, probe, warmup))
+    code = agent.manager.ac.policy(feat).mode()
+    goals = agent.goal_ae.decode(code, deter if agent.goal_ae.context else None).float()
+    print(line_goals(goals_reading(reward_fn(deter[None, :, :], goals[:, None, :]).numpy(), dist)))
+
+
+def goals_reading(reward: np.ndarray, dist: np.ndarray) -> dict:
+    """reward (goals, cells): the reward of each cell's decoded goal (chosen on cell i) at
+    every cell j; dist (cell, cell). -> {"best": mean over goals of the highest reward,
+    "median": mean of the median reward (a goal that scores high everywhere is no goal),
+    "steps": median steps from where the goal was chosen to its best cell}."""
+    best = reward.argmax(1)
+    return {"best": float(reward.max(1).mean()), "median": float(np.median(reward, 1).mean()),
+            "steps": float(np.median(dist[np.arange(len(best)), best]))}
+
+
+def line_goals(reading: dict) -> str:
+    return (f"manager's mode goals: reward at their best cell {reading['best']:.3f}, median over cells "
+            f"{reading['median']:.3f}; best cell {reading['steps']:.0f} steps (median) from where chosen")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -310,6 +310,10 @@ def test_goal_geometry_reads_the_reward_by_maze_distance(tmp_path, capsys):
     assert "cells, deter" in out[0]
     # Any state has max-cosine 1 with itself: the goal cell's reward is exactly 1.
     assert out[1].startswith("max_cosine  at goal 1.000") and out[2].startswith("centred")
+    assert out[3].startswith("manager's mode goals: reward at their best cell")
+    reading = goal_geometry.goals_reading(np.array([[1.0, 0.5, 0.2], [0.1, 0.3, 0.9]]), dist[:3, :3])
+    # Goals chosen on cells 0 and 1 score best on cells 0 and 2: 0 and 1 steps away.
+    assert reading == {"best": 0.95, "median": 0.4, "steps": 0.5}
     pinpad = train(config.load("debug", [f"train.run_dir={tmp_path / 'pinpad'}", "train.steps=64",
                                          "replay.prefill=32", "train.threads=1"]), progress=False)
     assert goal_geometry.main([str(pinpad)]) == 2
