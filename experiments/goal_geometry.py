@@ -24,9 +24,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # maze_approach
 
 import worlds  # noqa: E402
 from director.errors import UserError  # noqa: E402
+from director.replay import episode_files  # noqa: E402
 from director.run import load_module  # noqa: E402
 from goal_vis.episode import StateProbe  # noqa: E402
 from goal_vis.reach import cell_states  # noqa: E402
@@ -40,6 +42,7 @@ def neighbours(cells: list[tuple[int, int]]) -> list[list[int]]:
 
 
 BANDS = ((1, 1), (2, 3), (4, 7), (8, 15), (16, 31), (32, 10 ** 6))
+BANDS_FROM_START = ((0, 7), (8, 15), (16, 31), (32, 63), (64, 10 ** 6))
 
 
 def geometry(reward: np.ndarray, dist: np.ndarray, nbrs: list[list[int]]) -> dict:
@@ -62,6 +65,53 @@ def geometry(reward: np.ndarray, dist: np.ndarray, nbrs: list[list[int]]) -> dic
             "pairs": len(greedy)}
 
 
+@torch.no_grad()
+def replay_seen(agent, probe: StateProbe, run_dir: Path, env_steps: int, episodes: int,
+                from_start: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The world model filtering real episodes: the newest `episodes` episode files of
+    RUN_DIR/replay written by `env_steps`, observed from their first step with their actions;
+    for every step, is its reconstruction's agent on the true cell? -> (seen (steps,) bool,
+    steps from the start of the true cell (steps,))."""
+    from maze_approach import CellReader, episodes as replay_episodes  # noqa: F401 (same folder)
+    files = []
+    for rank in sorted((run_dir / "replay").glob("rank*")):
+        steps = 0
+        for f in episode_files(rank):
+            steps += f.length
+            if steps <= env_steps:
+                files.append(rank / f.name)
+    read = CellReader(probe.world)
+    seen, dist = [], []
+    for path in files[-episodes:]:
+        with np.load(path) as data:
+            image, action, first = data["image"], data["action"], data["is_first"]
+        embed = agent.wm.embed({"image": torch.as_tensor(image)[None]})
+        post, _ = agent.wm.rssm.observe(embed, torch.as_tensor(action)[None], torch.as_tensor(first)[None])
+        recon = (agent.wm.decode_image(agent.wm.feat(post))[0].clamp(0, 1) * 255).round().byte().numpy()
+        for truth, made in zip(image, recon):
+            cell = read(truth)
+            seen.append(probe.locate(made, probe.context()) == cell)
+            dist.append(from_start[cell])
+    return np.array(seen, bool), np.array(dist)
+
+
+def seen_reading(seen: np.ndarray, from_start: np.ndarray) -> dict:
+    """seen (cells,) bool: the reconstruction shows the agent on its cell; from_start (cells,)
+    steps from the start -> {(low, high): (seen, cells)} per distance band, and "all"."""
+    out = {band: (int(seen[m].sum()), int(m.sum())) for band in BANDS_FROM_START
+           for m in [(from_start >= band[0]) & (from_start <= band[1])] if m.any()}
+    out["all"] = (int(seen.sum()), len(seen))
+    return out
+
+
+def line_seen(reading: dict, where: str = "of probe states", unit: str = "cells") -> str:
+    bands = "; ".join(f"{low}-{high if high < 10 ** 6 else ''}: {a}/{b}" for (low, high), (a, b)
+                      in ((k, v) for k, v in reading.items() if k != "all"))
+    seen, total = reading["all"]
+    return (f"reconstruction {where}: the agent on its own cell for {seen} of {total} {unit}; "
+            f"by steps from the start {bands}")
+
+
 def line(name: str, geo: dict) -> str:
     bands = "; ".join(f"{low}-{high if high < 10 ** 6 else ''}: {value:.3f}" for (low, high), value in geo["bands"].items())
     return (f"{name:11s} at goal {geo['at_goal']:.3f}; by distance {bands}; "
@@ -69,12 +119,9 @@ def line(name: str, geo: dict) -> str:
 
 
 @torch.no_grad()
-def measure(target: str, warmup: int) -> None:
+def measure(target: str, warmup: int, replay: int = 0) -> None:
     module, info = load_module(target)
     agent = module.agent
-    if module.cfg.agent != "director":
-        raise UserError(f"the checkpoint is of agent {module.cfg.agent!r}, which has no goal reward: use a "
-                        "Director checkpoint.")
     env = worlds.make(module.cfg.env.world, **module.cfg.env.world_options())
     probe = StateProbe(env)
     if not probe.available or not hasattr(probe.world, "shortest_path"):
@@ -82,11 +129,27 @@ def measure(target: str, warmup: int) -> None:
                         "trained on maze-s/m/l/xl or maze:PATH.")
     env.reset()
     torch.manual_seed(0)  # the posterior samples its stoch: the same reading every time
-    deter = cell_states(agent, probe, warmup)["deter"].float()
+    state = cell_states(agent, probe, warmup)
+    deter = state["deter"].float()
     cells = probe.cells
     dist = np.array([maze_distances(cells, goal) for goal in cells]).T  # (cell, goal)
     nbrs = neighbours(cells)
     print(f"{info['checkpoint']}: {len(cells)} cells, deter {deter.shape[-1]}")
+    # Does the model see the agent? Its reconstruction of each cell's state, read back to a cell.
+    images = (agent.wm.decode_image(agent.wm.feat(state)).clamp(0, 1) * 255).round().byte().numpy()
+    seen = np.array([probe.locate(image, probe.context()) == cell for image, cell in zip(images, cells)])
+    from_start = dist[:, cells.index(tuple(int(v) for v in probe.world.start_pos))]
+    print(line_seen(seen_reading(seen, from_start)))
+    run_dir = Path(info["checkpoint"]).resolve().parent.parent
+    if replay and (run_dir / "replay").is_dir():
+        by_cell = dict(zip(cells, from_start))
+        steps_seen, steps_from = replay_seen(agent, probe, run_dir, int(info["env_steps"]), replay, by_cell)
+        if len(steps_seen):
+            print(line_seen(seen_reading(steps_seen, steps_from), f"along the newest {replay} replay episodes",
+                            "steps"))
+    if module.cfg.agent != "director":
+        print(f"(agent {module.cfg.agent!r}: no worker, so no goal reward to read)")
+        return
     centred = deter - deter.mean(0)
     reward_fn = agent.worker.goal_reward_fn
     for name, d in ((module.cfg.worker.goal_reward, deter), ("centred", centred)):
@@ -119,9 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("target", help="run directory or checkpoint")
     parser.add_argument("--warmup", type=int, default=4, help="no-op frames observed on each cell")
+    parser.add_argument("--replay", type=int, default=4,
+                        help="also reconstruct the newest N replay episodes up to the checkpoint (0: no)")
     args = parser.parse_args(argv)
     try:
-        measure(args.target, args.warmup)
+        measure(args.target, args.warmup, args.replay)
     except UserError as error:
         print(f"goal_geometry: {error}", file=sys.stderr)
         return 2

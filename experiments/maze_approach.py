@@ -9,8 +9,8 @@ Per window of `--every` env steps it prints the episodes, how many reached the g
 within 2 and within 5 steps of it, and the median over episodes of the nearest they came.
 Coverage (distinct cells) says whether the agent explores; this says whether exploring takes
 it toward the goal, which a sparse reward needs: used for issue 15, where a run covered all
-of maze-m's cells and still reached its goal in 1 episode of 750. `--map` also prints, for the
-last window, how many of its episodes visited each cell (rows = y, '#' = wall, 'G' = goal).
+of maze-m's cells and still reached its goal in 1 episode of 750. `--map` also prints, for
+each window, how many of its episodes visited each cell (rows = y, '#' = wall, 'G' = goal).
 """
 from __future__ import annotations
 
@@ -127,16 +127,16 @@ def measure(run_dir: Path, every: int, show_map: bool) -> None:
         print(f"{w * every // 1000:4d}k-{(w + 1) * every // 1000:4d}k  {s['episodes']:8d}  {s['reached']:7d}  "
               f"{s['within2']:8d}  {s['within5']:8d}  {s['median']:14.1f}")
     if show_map:
-        last = max(windows)
-        print(f"episodes of {last * every // 1000}k-{(last + 1) * every // 1000}k that visited each cell:")
-        print("\n".join(visit_map(world, windows[last])))
+        for w, window in sorted(windows.items()):
+            print(f"episodes of {w * every // 1000}k-{(w + 1) * every // 1000}k that visited each cell:")
+            print("\n".join(visit_map(world, window)))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--every", type=int, default=25000, help="env steps per window")
-    parser.add_argument("--map", action="store_true", help="print the last window's visits per cell")
+    parser.add_argument("--map", action="store_true", help="print each window's visits per cell")
     args = parser.parse_args(argv)
     try:
         measure(args.run_dir, args.every, args.map)

@@ -304,13 +304,35 @@ def test_goal_geometry_reads_the_reward_by_maze_distance(tmp_path, capsys):
     from director.run import train
     run = train(config.load("debug", [f"train.run_dir={tmp_path / 'run'}", "env.world=maze-s", "train.steps=96",
                                       "replay.prefill=64", "train.threads=1"]), progress=False)
+    # One finished episode in the replay (the run's own 200-step episodes have not ended): the
+    # shortest path from the start, written as the collector names its files.
+    import worlds
+    cfg = config.load("debug", ["env.world=maze-s"])
+    world = worlds.make("maze-s", **cfg.env.world_options()).unwrapped
+    world.reset()
+    cells, actions = [tuple(world.start_pos)], [np.zeros(5, np.float32)]
+    for a in world.shortest_path():
+        dx, dy = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))[a]
+        cells.append((cells[-1][0] + dx, cells[-1][1] + dy))
+        actions.append(np.eye(5, dtype=np.float32)[a])
+    np.savez_compressed(run / "replay" / "rank0" / f"00000000-0-{len(cells)}.npz",
+                        image=np.stack([world.render_state(c) for c in cells]), action=np.stack(actions),
+                        is_first=np.arange(len(cells)) == 0)
     capsys.readouterr()
-    assert goal_geometry.main([str(run)]) == 0
+    assert goal_geometry.main([str(run), "--replay", "2"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert "cells, deter" in out[0]
+    # The reconstruction checks: probe states on every cell, then every step of the replay episode.
+    assert out[1].startswith("reconstruction of probe states: the agent on its own cell for ")
+    assert f" of {len(world.free_cells())} cells; by steps from the start 0-7: " in out[1]
+    assert out[2].startswith("reconstruction along the newest 2 replay episodes: the agent on its own cell for ")
+    assert f" of {len(cells)} steps; by steps from the start 0-7: " in out[2]
+    out = out[:1] + out[3:]
     # Any state has max-cosine 1 with itself: the goal cell's reward is exactly 1.
     assert out[1].startswith("max_cosine  at goal 1.000") and out[2].startswith("centred")
     assert out[3].startswith("manager's mode goals: reward at their best cell")
+    seen = goal_geometry.seen_reading(np.array([True, False, True]), np.array([0, 9, 40]))
+    assert seen == {(0, 7): (1, 1), (8, 15): (0, 1), (32, 63): (1, 1), "all": (2, 3)}
     reading = goal_geometry.goals_reading(np.array([[1.0, 0.5, 0.2], [0.1, 0.3, 0.9]]), dist[:3, :3])
     # Goals chosen on cells 0 and 1 score best on cells 0 and 2: 0 and 1 steps away.
     assert reading == {"best": 0.95, "median": 0.4, "steps": 0.5}
