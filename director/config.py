@@ -68,6 +68,10 @@ class WorldModelConfig:
     kl_balance: float = 0.8  # weight of KL(sg(post) || prior); 1 - it on KL(post || sg(prior))
     kl_target: float = 3.5  # nats the adaptive KL scale beta steers toward
     kl_scale: float = 1.0  # initial beta (adapted within [1e-5, 1])
+    # The image decoder's mean: "sigmoid" of its last layer (the paper's) or "linear" (0.5 plus
+    # the last layer, DreamerV2's). A sigmoid saturates on the large uniform background, and the
+    # squared error of a small, rare object (a 2 x 2-pixel agent) then barely reaches the model.
+    image_output: str = "sigmoid"
     opt: OptimConfig = field(default_factory=OptimConfig)
 
 
@@ -221,6 +225,7 @@ class Config:
 _CHOICES: dict[str, tuple[str, ...]] = {
     "agent": ("director", "dreamer", "worldmodel"),
     "worker.goal_reward": ("max_cosine", "cosine", "l2"),
+    "model.image_output": ("sigmoid", "linear"),
     "train.precision": ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true"),
     "train.accelerator": ("auto", "cpu", "cuda", "gpu", "mps"),
     "train.compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),

@@ -158,19 +158,23 @@ class ConvEncoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """Feature (..., F) -> image mean (..., H, W, C) in [0, 1].
+    """Feature (..., F) -> image mean (..., H, W, C), in [0, 1] for the sigmoid output.
 
     The feature is reshaped to 1x1xF and upsampled by transposed convolutions with stride 2
     and kernels 5, 5, 6, 6 (64 px; 5, 6, 6 for 32 px; 6, 6 for 16 px), channels 4d, 2d, d, C,
-    LayerNorm + ELU on all but the last, sigmoid output. The first, on a 1x1 input, is one
+    LayerNorm + ELU on all but the last, then `output`: "sigmoid" (the paper's) or "linear"
+    (0.5 + the last layer; not bounded, so readers of images clip it). The first, on a 1x1 input, is one
     matmul with its weight (F, out, k, k) seen as (F, out*k*k): the same values, several
     times faster than a convolution routine on the CPU.
     """
 
     KERNELS = {64: (5, 5, 6, 6), 32: (5, 6, 6), 16: (6, 6)}
 
-    def __init__(self, feat: int, size: int, channels: int, depth: int):
+    def __init__(self, feat: int, size: int, channels: int, depth: int, output: str = "sigmoid"):
         super().__init__()
+        if output not in ("sigmoid", "linear"):
+            raise ValueError(f"output must be 'sigmoid' or 'linear', not {output!r}")
+        self.output = output
         kernels = self.KERNELS[size]
         outs = [depth * 2 ** i for i in reversed(range(len(kernels) - 1))] + [channels]
         layers, inp = [], feat
@@ -188,7 +192,8 @@ class ConvDecoder(nn.Module):
         first = self.net[0]
         x = feat.reshape(-1, feat.shape[-1]) @ first.weight.flatten(1)  # no bias: not the last
         x = self.net[1:](x.reshape(-1, *first.weight.shape[1:]))
-        return torch.sigmoid(x).permute(0, 2, 3, 1).reshape(*batch, self.size, self.size, self.channels)
+        x = torch.sigmoid(x) if self.output == "sigmoid" else x + 0.5
+        return x.permute(0, 2, 3, 1).reshape(*batch, self.size, self.size, self.channels)
 
 
 class OneHotDist:

@@ -125,7 +125,7 @@ class WorldModel(nn.Module):
         r = cfg.rssm
         self.rssm = RSSM(r.deter, r.stoch, r.classes, r.hidden, action_size, embed)
         feat = self.rssm.feat_size
-        self.decoder = ConvDecoder(feat, size, channels, cfg.cnn_depth)
+        self.decoder = ConvDecoder(feat, size, channels, cfg.cnn_depth, cfg.image_output)
         if self.vectors:
             self.vec_decoder = MLP(feat, sum(self.vectors.values()), cfg.mlp_layers, cfg.mlp_units)
         self.reward = MLP(feat, 1, cfg.mlp_layers, cfg.mlp_units)
@@ -156,8 +156,13 @@ class WorldModel(nn.Module):
         return torch.sigmoid(self.cont(feat).squeeze(-1).float())
 
     def decode_image(self, feat: torch.Tensor) -> torch.Tensor:
-        """(..., F) -> (..., H, W, C) in [0, 1]."""
+        """(..., F) -> the image mean (..., H, W, C); in [0, 1] with the sigmoid output, else
+        clip it to show it (`image`)."""
         return self.decoder(feat).float()
+
+    def image(self, feat: torch.Tensor) -> torch.Tensor:
+        """(..., F) -> the decoded image (..., H, W, C) in [0, 1], for display."""
+        return self.decode_image(feat).clamp(0.0, 1.0)
 
     def loss(self, data: dict[str, torch.Tensor]) -> tuple[torch.Tensor, State, dict[str, torch.Tensor]]:
         """data leaves (B, T, ...) -> (scalar loss, posterior states (B, T, ...), metrics)."""
@@ -193,10 +198,10 @@ class WorldModel(nn.Module):
         data leaves (B, T, ...) -> predicted images (B, T, H, W, C) in [0, 1]."""
         embed = self.embed({k: v[:, :context] for k, v in data.items()})
         post, _ = self.rssm.observe(embed, data["action"][:, :context], data["is_first"][:, :context].bool())
-        recon = self.decode_image(self.feat(post))
+        recon = self.image(self.feat(post))
         state = {k: v[:, -1] for k, v in post.items()}
         feats = []
         for t in range(context, data["action"].shape[1]):
             state = self.rssm.img_step(state, data["action"][:, t], sample=False)
             feats.append(self.feat(state))
-        return torch.cat([recon, self.decode_image(torch.stack(feats, 1))], 1) if feats else recon
+        return torch.cat([recon, self.image(torch.stack(feats, 1))], 1) if feats else recon

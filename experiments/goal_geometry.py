@@ -87,7 +87,7 @@ def replay_seen(agent, probe: StateProbe, run_dir: Path, env_steps: int, episode
             image, action, first = data["image"], data["action"], data["is_first"]
         embed = agent.wm.embed({"image": torch.as_tensor(image)[None]})
         post, _ = agent.wm.rssm.observe(embed, torch.as_tensor(action)[None], torch.as_tensor(first)[None])
-        recon = (agent.wm.decode_image(agent.wm.feat(post))[0].clamp(0, 1) * 255).round().byte().numpy()
+        recon = (agent.wm.image(agent.wm.feat(post))[0] * 255).round().byte().numpy()
         for truth, made in zip(image, recon):
             cell = read(truth)
             seen.append(probe.locate(made, probe.context()) == cell)
@@ -136,7 +136,7 @@ def measure(target: str, warmup: int, replay: int = 0) -> None:
     nbrs = neighbours(cells)
     print(f"{info['checkpoint']}: {len(cells)} cells, deter {deter.shape[-1]}")
     # Does the model see the agent? Its reconstruction of each cell's state, read back to a cell.
-    images = (agent.wm.decode_image(agent.wm.feat(state)).clamp(0, 1) * 255).round().byte().numpy()
+    images = (agent.wm.image(agent.wm.feat(state)) * 255).round().byte().numpy()
     seen = np.array([probe.locate(image, probe.context()) == cell for image, cell in zip(images, cells)])
     from_start = dist[:, cells.index(tuple(int(v) for v in probe.world.start_pos))]
     print(line_seen(seen_reading(seen, from_start)))

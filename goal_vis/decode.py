@@ -39,8 +39,8 @@ def decode_feat(agent: Any, feat: torch.Tensor) -> np.ndarray:
     feat = _as_tensor(feat, _device(agent))
     lead = feat.shape[:-1]
     flat = feat.reshape(-1, feat.shape[-1])
-    parts = [agent.wm.decode_image(flat[i:i + CHUNK]) for i in range(0, len(flat), CHUNK)]
-    images = torch.cat(parts) if parts else agent.wm.decode_image(flat)
+    parts = [agent.wm.image(flat[i:i + CHUNK]) for i in range(0, len(flat), CHUNK)]
+    images = torch.cat(parts) if parts else agent.wm.image(flat)
     return to_uint8(images.reshape(*lead, *images.shape[1:]))
 
 

@@ -269,6 +269,37 @@ def test_conv_encoder_64px_gives_2x2x8d_and_scales_pixels():
     torch.testing.assert_close(enc(image), expected)
 
 
+def test_conv_decoder_linear_output_is_the_sigmoid_outputs_logit_plus_a_half():
+    torch.manual_seed(0)
+    sig, lin = ConvDecoder(10, 32, 3, 3).double(), ConvDecoder(10, 32, 3, 3, output="linear").double()
+    lin.load_state_dict(sig.state_dict())
+    feat = torch.randn(2, 5, 10, dtype=torch.float64)
+    out = lin(feat)
+    torch.testing.assert_close(out - 0.5, torch.logit(sig(feat)))
+    with pytest.raises(ValueError, match="linear"):
+        ConvDecoder(10, 32, 3, 3, output="tanh")
+
+
+def test_world_model_linear_image_output_trains_on_the_raw_mean_and_shows_it_clipped():
+    from director import config as config_lib
+    from director.world_model import WorldModel
+    torch.manual_seed(0)
+    cfg = config_lib.load("debug", ["model.image_output=linear"])
+    wm = WorldModel(cfg.model, (16, 16, 3), 5)
+    assert wm.decoder.output == "linear"
+    with torch.no_grad():  # push the mean out of [0, 1]: the display clips, the loss does not
+        wm.decoder.net[-1].bias.fill_(3.0)
+    feat = torch.randn(4, wm.feat_size)
+    raw, shown = wm.decode_image(feat), wm.image(feat)
+    assert raw.max() > 1.5 and shown.max() == 1.0 and shown.min() >= 0.0
+    torch.testing.assert_close(shown, raw.clamp(0, 1))
+    data = {"image": torch.zeros(2, 3, 16, 16, 3, dtype=torch.uint8), "action": torch.zeros(2, 3, 5),
+            "reward": torch.zeros(2, 3), "is_first": torch.zeros(2, 3), "is_terminal": torch.zeros(2, 3)}
+    _, _, metrics = wm.loss(data)
+    # Black targets against a mean near 3.5 per channel: the loss sees the unclipped mean.
+    assert metrics["image_loss"] > 16 * 16 * 3 * 2.0 ** 2
+
+
 def test_conv_decoder_64px_kernels_and_channels():
     d = 3
     dec = ConvDecoder(10, 64, 3, d)
