@@ -159,11 +159,12 @@ def test_bench_update_summary_line_and_peer_preset():
     # change an update: env.options, train.eval_episodes) stay out so that commit loads it too.
     from omegaconf import OmegaConf
     pinned = set(bench._flatten(OmegaConf.to_container(OmegaConf.load(EXPERIMENTS / "presets" / "peer.yaml"))))
-    # manager.expl_min_std, the actors' actor_ema, goal.context and goal.novelty came later too;
-    # their defaults (0.01; 0, no EMA actor; false, the paper's autoencoder) are the baseline's behaviour.
+    # manager.expl_min_std, the actors' actor_ema, goal.context, goal.novelty and model.image_output
+    # came later too; their defaults (0.01; 0, no EMA actor; false, the paper's autoencoder;
+    # sigmoid) are the baseline's behaviour.
     later = ("train.compile", "env.options", "train.eval_episodes", "train.eval_every", "manager.expl_min_std",
              "train.keep_checkpoints", "manager.ac.actor_ema", "worker.ac.actor_ema", "actor.actor_ema", "goal.context",
-             "goal.novelty")
+             "goal.novelty", "model.image_output")
     assert {k for k in config.valid_keys() if not k.startswith(later)} <= pinned
 
 
