@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -28,20 +27,13 @@ from director import config as config_lib  # noqa: E402
 from director.errors import UserError  # noqa: E402
 from director.replay import episode_files  # noqa: E402
 from director.run import use_run_layout  # noqa: E402
+from goal_vis.values import maze_distances  # noqa: E402
 
 
 def goal_distances(world) -> dict[tuple[int, int], int]:
-    """Shortest-path steps from every reachable cell to the goal (BFS from the goal)."""
-    free = {tuple(int(v) for v in c) for c in world.free_cells()}
-    goal = tuple(int(v) for v in world.goal_pos)
-    dist, queue = {goal: 0}, deque([goal])
-    while queue:
-        x, y = queue.popleft()
-        for nxt in ((x + 1, y), (x - 1, y), (x, y + 1), (x, y - 1)):
-            if nxt in free and nxt not in dist:
-                dist[nxt] = dist[(x, y)] + 1
-                queue.append(nxt)
-    return dist
+    """Shortest-path steps from every reachable cell to the goal."""
+    cells = [tuple(int(v) for v in c) for c in world.free_cells()]
+    return dict(zip(cells, maze_distances(cells, tuple(int(v) for v in world.goal_pos))))
 
 
 class CellReader:
