@@ -72,7 +72,7 @@ def replay_seen(agent, probe: StateProbe, run_dir: Path, env_steps: int, episode
     RUN_DIR/replay written by `env_steps`, observed from their first step with their actions;
     for every step, is its reconstruction's agent on the true cell? -> (seen (steps,) bool,
     steps from the start of the true cell (steps,))."""
-    from maze_approach import CellReader, episodes as replay_episodes  # noqa: F401 (same folder)
+    from maze_approach import CellReader  # the same folder
     files = []
     for rank in sorted((run_dir / "replay").glob("rank*")):
         steps = 0
