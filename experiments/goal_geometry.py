@@ -30,6 +30,7 @@ import worlds  # noqa: E402
 from director.errors import UserError  # noqa: E402
 from director.replay import episode_files  # noqa: E402
 from director.run import load_module  # noqa: E402
+from goal_vis.decode import decode_feat  # noqa: E402
 from goal_vis.episode import StateProbe  # noqa: E402
 from goal_vis.reach import cell_states  # noqa: E402
 from goal_vis.values import maze_distances  # noqa: E402
@@ -87,7 +88,7 @@ def replay_seen(agent, probe: StateProbe, run_dir: Path, env_steps: int, episode
             image, action, first = data["image"], data["action"], data["is_first"]
         embed = agent.wm.embed({"image": torch.as_tensor(image)[None]})
         post, _ = agent.wm.rssm.observe(embed, torch.as_tensor(action)[None], torch.as_tensor(first)[None])
-        recon = (agent.wm.image(agent.wm.feat(post))[0] * 255).round().byte().numpy()
+        recon = decode_feat(agent, agent.wm.feat(post))[0]
         for truth, made in zip(image, recon):
             cell = read(truth)
             seen.append(probe.locate(made, probe.context()) == cell)
@@ -136,7 +137,7 @@ def measure(target: str, warmup: int, replay: int = 0) -> None:
     nbrs = neighbours(cells)
     print(f"{info['checkpoint']}: {len(cells)} cells, deter {deter.shape[-1]}")
     # Does the model see the agent? Its reconstruction of each cell's state, read back to a cell.
-    images = (agent.wm.image(agent.wm.feat(state)) * 255).round().byte().numpy()
+    images = decode_feat(agent, agent.wm.feat(state))
     seen = np.array([probe.locate(image, probe.context()) == cell for image, cell in zip(images, cells)])
     from_start = dist[:, cells.index(tuple(int(v) for v in probe.world.start_pos))]
     print(line_seen(seen_reading(seen, from_start)))

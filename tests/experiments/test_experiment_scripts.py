@@ -308,12 +308,13 @@ def test_goal_geometry_reads_the_reward_by_maze_distance(tmp_path, capsys):
     # One finished episode in the replay (the run's own 200-step episodes have not ended): the
     # shortest path from the start, written as the collector names its files.
     import worlds
+    from worlds.mazes import MOVES
     cfg = config.load("debug", ["env.world=maze-s"])
     world = worlds.make("maze-s", **cfg.env.world_options()).unwrapped
     world.reset()
     cells, actions = [tuple(world.start_pos)], [np.zeros(5, np.float32)]
     for a in world.shortest_path():
-        dx, dy = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))[a]
+        dx, dy = MOVES[a]
         cells.append((cells[-1][0] + dx, cells[-1][1] + dy))
         actions.append(np.eye(5, dtype=np.float32)[a])
     np.savez_compressed(run / "replay" / "rank0" / f"00000000-0-{len(cells)}.npz",
