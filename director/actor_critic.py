@@ -115,7 +115,7 @@ class ActorCritic(nn.Module):
         self.return_norms = nn.ModuleDict({k: Normalizer(cfg.return_decay, min_stds.get(k, cfg.return_min_std))
                                            for k in self.scales})
         self.advantage_norm = Normalizer(cfg.advantage_decay, 1e-8)
-        self.entropy_scale = Adaptive(cfg.entropy_scale, cfg.entropy_target, 1e-5, 100.0,
+        self.entropy_scale = Adaptive(cfg.entropy_scale, cfg.entropy_target, 1e-5, cfg.entropy_max,
                                       increase_above=False, rate=cfg.entropy_rate)
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
 

@@ -90,7 +90,10 @@ class ActorCriticConfig:
     advantage_decay: float = 0.99  # EMA decay of the advantage mean and std
     unimix: float = 0.01  # uniform mixing of categorical policies
     entropy_target: float = 0.5  # target normalised entropy of the adaptive entropy bonus
-    entropy_scale: float = 1.0  # initial entropy coefficient eta (adapted within [1e-5, 100])
+    entropy_scale: float = 1.0  # initial entropy coefficient eta (adapted within [1e-5, entropy_max])
+    # The largest eta the controller may reach (paper 100). A lower cap keeps the bonus a mild
+    # regulariser: it cannot outweigh unit-scale (normalised) advantages after a confident stretch.
+    entropy_max: float = 100.0
     # Factor by which eta changes per update while the entropy is off target (paper 1.1).
     # Nearer 1 is a slower, smoother controller.
     entropy_rate: float = 1.1
@@ -301,6 +304,9 @@ def validate(cfg: Config) -> None:
         if key.endswith("actor_ema") and not 0.0 <= value < 1.0:
             raise ConfigError(f"Configuration value {key}={value} must lie in [0, 1) (the EMA decay per "
                               "update of the evaluation actor, e.g. 0.999; 0 evaluates the live actor).")
+        if key.endswith("entropy_max") and value < 1e-5:
+            raise ConfigError(f"Configuration value {key}={value} must be >= 1e-5 (the entropy coefficient's "
+                              "floor); the paper's cap is 100.")
         if key.endswith(("weight_decay", "kl_scale", "entropy_scale", "prefill", "horizon",
                          "record_every", "threads", "unimix", "eval_episodes", "eval_every")) and value < 0:
             raise ConfigError(f"Configuration value {key}={value} must be >= 0.")

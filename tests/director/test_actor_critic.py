@@ -304,6 +304,15 @@ def test_entropy_rate_sets_how_fast_the_coefficient_adapts():
     assert float(ac.entropy_scale()) == pytest.approx(1.01 ** 2)
 
 
+def test_entropy_max_caps_the_coefficient():
+    ac = make_ac(entropy_scale=0.05, entropy_max=0.1)
+    for _ in range(20):  # too deterministic for 20 updates: x1.1 each, up to the cap
+        ac.after_update(loss_metrics(ac, 0.2))
+    assert float(ac.entropy_scale()) == pytest.approx(0.1)
+    ac.after_update(loss_metrics(ac, 0.9))
+    assert float(ac.entropy_scale()) == pytest.approx(0.1 / 1.1)
+
+
 def test_categorical_policy_normalised_entropy_per_variable():
     ac = make_ac(action=("discrete", 4, 8), unimix=0.0)
     with torch.no_grad():

@@ -121,7 +121,7 @@ def test_wrong_type_names_key_and_value(override):
     "model.rssm.deter=-1", "manager.goal_every=0", "manager.ac.discount=1.5", "model.kl_balance=2",
     "model.opt.lr=0", "worker.ac.unimix=-0.1", "env.size=48", "agent=ppo", "worker.goal_reward=dot",
     "manager.ac.entropy_rate=1.0", "replay.reward_chunks=1.5", "worker.ac.actor_ema=1.0",
-    "model.image_output=tanh",
+    "model.image_output=tanh", "manager.ac.entropy_max=0",
 ])
 def test_out_of_range_value_names_key_and_value(override):
     key, value = override.split("=")
