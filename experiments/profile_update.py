@@ -15,12 +15,17 @@ compiled update (`Agent.compile(MODE)`, as train.compile=true train.compile_mode
 profiled updates do not log, so their sync count is what a non-logging training update costs.
 `--time N` also times N more updates outside the profiler (device synchronised around each)
 and prints their median ms and the first update's time (the compile, when compiled).
+`--phases` (with --compile) says where the first update's compile went: CPU seconds in this
+process (dynamo, AOT autograd, inductor's Python) and in its child processes (the C++
+compiler), and the slowest of torch's compile phases (wall seconds, nested: a phase's time
+includes the phases it calls). Run it with an empty TORCHINDUCTOR_CACHE_DIR for a cold compile.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import os
+import resource
 import sys
 import time
 
@@ -43,7 +48,12 @@ def main() -> int:
     parser.add_argument("--kernels", action="store_true",
                         help="with --compile on the CPU: time each generated kernel (inductor's kernel profile) "
                              "and print the time per update by kind")
+    parser.add_argument("--phases", action="store_true",
+                        help="with --compile: CPU seconds of the first update's compile (this process / the C++ "
+                             "compiler) and torch's slowest compile phases")
     args = parser.parse_args()
+    if args.phases and not args.compile:
+        parser.error("--phases needs --compile MODE")
 
     import torch
     from torch.profiler import ProfilerActivity, profile
@@ -73,10 +83,12 @@ def main() -> int:
             agent.update(batch, optimizers)  # device metrics: no conversion, as on non-logging steps
 
     _sync(args.device)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), _cpu_seconds()
     update()
     _sync(args.device)
     first_s = time.perf_counter() - start
+    if args.phases:
+        _print_phases(first_s, [now - then for now, then in zip(_cpu_seconds(), cpu_start)], args.rows)
     for _ in range(2):
         update()
     _sync(args.device)
@@ -112,6 +124,21 @@ def main() -> int:
         print(f"profile_update: {args.preset} on {args.device} ({args.precision}{mode}): {timed:.1f} ms per update "
               f"(median of {args.time}, outside the profiler); first update {first_s:.1f} s")
     return 0
+
+
+def _cpu_seconds() -> tuple[float, float]:
+    """(this process, its finished child processes): user + system CPU seconds."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+
+
+def _print_phases(first_s: float, cpu: list[float], rows: int) -> None:
+    from torch._dynamo.utils import compile_times
+    names, totals = compile_times(repr="csv", aggregate=True)  # phase names, total seconds each
+    print(f"profile_update: first update (the compile) {first_s:.1f} s wall, {cpu[0]:.1f} s CPU in this "
+          f"process, {cpu[1]:.1f} s CPU in child processes (the C++ compiler)")
+    for name, total in sorted(zip(names, map(float, totals)), key=lambda kv: -kv[1])[:rows]:
+        print(f"{total:8.1f} s  {name}")
 
 
 if __name__ == "__main__":
