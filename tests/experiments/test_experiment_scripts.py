@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -303,6 +304,55 @@ def test_average_checkpoints_compares_live_and_averaged_actors(tmp_path, capsys)
     # Too few checkpoints for the window: exit 2 and a message naming the fix.
     assert average.main([str(run), "--window", "9", "--episodes", "1"]) == 2
     assert "train.keep_checkpoints" in capsys.readouterr().err
+
+
+def test_swap_parts_evaluates_one_checkpoint_with_parts_of_another(tmp_path, capsys, monkeypatch):
+    from director import checkpoints, config
+    from director.run import train
+    swap = _load_script("swap_parts")
+    run = train(config.load("debug", [f"train.run_dir={tmp_path / 'run'}", "env.world=maze-s", "train.steps=96",
+                                      "replay.prefill=32", "train.checkpoint_every=32", "train.keep_checkpoints=3",
+                                      "train.threads=1"]), progress=False)
+    folder = run / "checkpoints"
+    a, b = (checkpoints.checkpoint_path(folder, t) for t in checkpoints.tags(folder)[:2][::-1])
+    out_csv = tmp_path / "swap.csv"
+    assert swap.main([str(a), str(b), "--parts", "worker,wm", "--episodes", "1", "--max-steps", "20",
+                      "--threads", "1", "--csv", str(out_csv)]) == 0
+    rows = list(csv.DictReader(open(out_csv)))
+    assert len(rows) == 6 and rows[2]["agent"].endswith("with worker of " + rows[1]["agent"])
+    # A swap replaces exactly the named part's tensors.
+    sa, sb = (torch.load(p, map_location="cpu", weights_only=False)["state_dict"] for p in (a, b))
+    mixed = swap.swapped_state(sa, sb, ["worker"])
+    changed = {k for k in sa if sa[k].is_floating_point() and not torch.equal(sa[k], sb[k])}
+    assert any(k.startswith("agent.worker.") for k in changed) and any(k.startswith("agent.wm.") for k in changed)
+    for k in changed:
+        assert torch.equal(mixed[k], sb[k] if k.startswith("agent.worker.") else sa[k])
+    # Swapping every part is the other checkpoint.
+    everything = swap.swapped_state(sa, sb, ["wm", "goal", "manager", "worker"])
+    assert all(torch.equal(everything[k], sb[k]) for k in changed)
+    # Each evaluation sees the weights its row names (the module is reloaded between rows).
+    def sums(state):
+        return [float(sum(v.double().sum() for k, v in state.items()
+                          if k.startswith("agent." + p) and v.is_floating_point())) for p in ("worker.", "wm.")]
+
+    seen = []
+
+    def fake_evaluate(module, *args):
+        seen.append(sums(module.state_dict()))
+        return {"success": 0.0, "return": 0.0}
+
+    monkeypatch.setattr(swap, "evaluate", fake_evaluate)
+    assert swap.main([str(a), str(b), "--parts", "worker", "--threads", "1"]) == 0
+    expected = [sums(sa), sums(sb), sums(mixed), sums(swap.swapped_state(sb, sa, ["worker"]))]
+    assert seen == expected and expected[2] != expected[0] and expected[2] != expected[1]
+    # Bad input: exit 2 with a message naming the fix.
+    capsys.readouterr()
+    assert swap.main([str(a), str(b), "--parts", "critic"]) == 2
+    assert "Name some of" in capsys.readouterr().err
+    assert swap.main([str(a), str(b), "--parts", "actor"]) == 2
+    assert "no part 'actor'" in capsys.readouterr().err
+    assert swap.main([str(tmp_path / "missing.ckpt"), str(b)]) == 2
+    assert "missing.ckpt" in capsys.readouterr().err
 
 
 def test_goal_geometry_reads_the_reward_by_maze_distance(tmp_path, capsys):
