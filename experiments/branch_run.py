@@ -8,8 +8,9 @@ NEW_DIR gets the run as it was at the checkpoint of RUN_DIR taken at ENV_STEPS (
 that checkpoint, with the overrides applied to the configuration stored in it, its replay stream
 state, and copies of the replay directory, logs and episode history. `director train --resume`
 then continues exactly from there (history written after the checkpoint is set aside as on any
-resume), under the new settings. RUN_DIR is only read. Unlike `--resume`, which only takes
-train.* overrides, any key may change here, except the network sizes the checkpoint's weights fix.
+resume), under the new settings, the optimisers' learning rates included. RUN_DIR is only read.
+Unlike `--resume`, which only takes train.* overrides, any key may change here, except the
+network sizes the checkpoint's weights fix.
 
 Used for issue 15's diagnosis: maze-m runs at the point where they had first found the goal,
 continued with and without `replay.reward_chunks` (README, "maze-m").
@@ -43,6 +44,23 @@ def checkpoint_at(run_dir: Path, env_steps: int) -> str:
         "those; runs keep more checkpoints with train.keep_checkpoints.")
 
 
+def set_optimizer_settings(ckpt: dict, cfg: config_lib.Config) -> None:
+    """Give the checkpoint's optimiser states the branch's settings (learning rate, eps, weight
+    decay), keeping their moments and step counts: resuming loads each optimiser's settings from
+    its saved state, so without this an override of e.g. `worker.ac.actor_opt.lr` would be
+    stored in the configuration and silently not used."""
+    from director.module import DirectorModule
+
+    fresh = DirectorModule(cfg, run_dir=None, spec=ckpt["director"]["spec"]).configure_optimizers()
+    states = ckpt["optimizer_states"]
+    if len(fresh) != len(states):
+        raise CheckpointError(f"The branch has {len(fresh)} optimisers and the checkpoint {len(states)}: "
+                              "branch only with settings that keep the same networks.")
+    for optimizer, state in zip(fresh, states):
+        for group, saved in zip(optimizer.param_groups, state["param_groups"]):
+            saved.update({k: v for k, v in group.items() if k != "params"})
+
+
 def branch(run_dir: Path, env_steps: int, new_dir: Path, overrides: list[str]) -> Path:
     """Write the branch NEW_DIR (see module docstring); returns its checkpoint."""
     if new_dir.exists():
@@ -53,6 +71,7 @@ def branch(run_dir: Path, env_steps: int, new_dir: Path, overrides: list[str]) -
     cfg = config_lib.apply_overrides(config_lib.from_dict(ckpt["director"]["config"]), overrides)
     cfg.train.run_dir = str(new_dir)
     ckpt["director"]["config"] = config_lib.to_dict(cfg)
+    set_optimizer_settings(ckpt, cfg)
     staging = new_dir.with_name(new_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     folder = staging / "checkpoints"

@@ -215,6 +215,14 @@ def test_bench_learning_trains_seeds_and_reports_final_and_periodic_evaluations(
     assert Image.open(out / "curves.png").size[0] > 1000
 
 
+def _debug_agent_groups(ckpt: dict) -> list:
+    """The optimiser groups (name, module, settings) of the agent a checkpoint was saved from."""
+    from director import config
+    from director.module import DirectorModule
+    module = DirectorModule(config.from_dict(ckpt["director"]["config"]), run_dir=None, spec=ckpt["director"]["spec"])
+    return module.agent.optim_groups()
+
+
 def test_branch_run_continues_a_checkpoint_under_new_settings(tmp_path, capsys):
     from director import checkpoints, config
     from director.run import train
@@ -228,9 +236,18 @@ def test_branch_run_continues_a_checkpoint_under_new_settings(tmp_path, capsys):
     assert len(kept) >= 2 and at < 128
     last_before = (run / "checkpoints" / "last.ckpt").read_bytes()
     new = tmp_path / "branch"
-    assert branch_run.main([str(run), "--at", str(at), str(new), "replay.reward_chunks=0.5"]) == 0
+    assert branch_run.main([str(run), "--at", str(at), str(new), "replay.reward_chunks=0.5",
+                            "worker.ac.actor_opt.lr=3e-5"]) == 0
     _, ckpt, _ = checkpoints.load(new)
     assert ckpt["director"]["env_steps"] == at
+    # A learning-rate override reaches the optimiser state that resuming loads; the moments stay.
+    _, source, _ = checkpoints.load(kept[0])
+    names = [name for name, _, _ in _debug_agent_groups(ckpt)]
+    for i, name in enumerate(names):
+        lrs = {g["lr"] for g in ckpt["optimizer_states"][i]["param_groups"]}
+        assert lrs == ({3e-5} if name == "worker_actor" else {g["lr"] for g in source["optimizer_states"][i]["param_groups"]})
+        for key, moments in source["optimizer_states"][i]["state"].items():
+            assert torch.equal(moments["exp_avg"], ckpt["optimizer_states"][i]["state"][key]["exp_avg"])
     assert ckpt["director"]["config"]["replay"]["reward_chunks"] == 0.5
     assert ckpt["director"]["config"]["train"]["run_dir"] == str(new)
     assert (run / "checkpoints" / "last.ckpt").read_bytes() == last_before  # the source is only read
