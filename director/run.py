@@ -18,11 +18,13 @@ A run directory holds:
 """
 from __future__ import annotations
 
+import contextlib
 import csv
+import ctypes
 import datetime
 import json
-import contextlib
 import os
+import platform
 import shutil
 import signal
 import threading
@@ -246,6 +248,24 @@ def check_world(cfg: Config) -> None:
                           "env.options.NAME=VALUE, or remove it.)") from None
 
 
+def keep_freed_memory() -> bool:
+    """Let glibc's malloc keep freed blocks of up to 32 MiB for reuse instead of unmapping them.
+
+    A CPU update allocates and frees tens of MB of activations; by default glibc returns the
+    large blocks to the OS and the next update faults their pages in again, zeroed: on 625
+    `default` updates about 3.3-4.3M minor page faults, 0.3M with the settings below, and
+    shorter training (README, "Speed"). The cost: the process keeps its peak heap. Only glibc;
+    elsewhere a no-op (returns False)."""
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL(None)
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3  # <malloc.h>
+    return all(libc.mallopt(option, value) == 1 for option, value in (
+        (m_mmap_threshold, 32 << 20),  # glibc's maximum on 64-bit
+        (m_trim_threshold, 1 << 30),
+        (m_top_pad, 64 << 20)))
+
+
 def train(cfg: Config | None = None, resume: str | Path | None = None, progress: bool = True,
           overrides: list[str] | tuple[str, ...] = (), preset: str | None = None,
           skip_corrupt_replay: bool = False) -> Path:
@@ -294,6 +314,7 @@ def train(cfg: Config | None = None, resume: str | Path | None = None, progress:
     config_lib.save(cfg, run_dir / "config.yaml")
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
+    keep_freed_memory()
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     module = DirectorModule(cfg, run_dir=run_dir)
     module.skip_corrupt_replay = skip_corrupt_replay

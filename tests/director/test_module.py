@@ -182,3 +182,12 @@ def test_ddp_two_cpu_processes_train_and_checkpoint(tmp_path):
     assert streams == ["rank0", "rank1"]
     info = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["director"]
     assert info["updates"] > 0
+
+
+def test_training_keeps_freed_memory_for_reuse_where_glibc_allows():
+    """run.keep_freed_memory (called by `train`): glibc accepts all three malloc settings; on
+    another C library it changes nothing and says so."""
+    import platform
+
+    from director.run import keep_freed_memory
+    assert keep_freed_memory() is (platform.libc_ver()[0] == "glibc")
