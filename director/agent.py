@@ -120,13 +120,14 @@ class Agent(nn.Module):
         Every K steps of an episode (the phase resets at is_first) the manager samples a code
         (also in evaluation) and the goal autoencoder decodes it; the worker then samples an
         action (its mode when `mode="eval"`). In evaluation the policies are the actors' EMA
-        averages where `actor_ema` keeps them. Acting runs on the host's schedule, so the
+        averages where `actor_ema` keeps them; in training so are the last `train.greedy_envs`
+        rows' (see `_draw`). Acting runs on the host's schedule, so the
         manager and decoder run only on steps where some env switches, `reached` only where
         a period ends."""
         n = obs["image"].shape[0]
         carry = carry if carry is not None else self.initial_carry(n)
         is_first = obs["is_first"].bool()
-        averaged = mode == "eval"
+        greedy = n if mode == "eval" else min(self.cfg.train.greedy_envs, n)
         state = {k: carry[k] for k in ("deter", "stoch", "logits")}
         post = self.wm.rssm.obs_step(state, carry["action"], self.wm.embed(obs), is_first)
         feat = self.wm.feat(post)
@@ -143,26 +144,36 @@ class Agent(nn.Module):
                                               self.worker.goal_reward(post["deter"], carry["goal"]), 0.0)
             code, goal = carry["code"], carry["goal"]
             if switch.any():
-                code = torch.where(switch[:, None], self.manager.ac.policy(feat, averaged).sample(), code)
+                code = torch.where(switch[:, None], self._draw(self.manager.ac, feat, greedy, False), code)
                 goal = torch.where(switch[:, None], self.goal_ae.decode(code, post["deter"]), goal)
-            dist = self.worker.ac.policy(self.worker.inputs(feat, goal), averaged)
+            action = self._draw(self.worker.ac, self.worker.inputs(feat, goal), greedy, True)
             new.update(code=code, goal=goal)
             info.update(code=code, goal=goal, switch=switch)
         elif self.cfg.agent == "dreamer":
-            dist = self.actor.policy(feat, averaged)
+            action = self._draw(self.actor, feat, greedy, True)
         else:
-            dist = None
-        if dist is None:
             index = torch.randint(self.action_size, (n,), device=feat.device)
             action = (nn.functional.one_hot(index, self.action_size).float() if self.discrete
                       else torch.rand(n, self.action_size, device=feat.device) * 2 - 1)
-        else:
-            action = dist.mode() if mode == "eval" else dist.sample()
         action = action.detach().float()
         if not self.discrete:
             action = action.clamp(-1, 1)
         new.update(action=action, step=step + 1)
         return action, new, info
+
+    @staticmethod
+    def _draw(ac: ActorCritic, inputs: torch.Tensor, greedy: int, take_mode: bool) -> torch.Tensor:
+        """inputs (N, F) -> actions (N, A). The first N - greedy rows sample the live actor; the
+        last `greedy` rows act as evaluation does: the EMA actor where one is kept, its mode
+        action if `take_mode` (the worker's and flat actor's), else a sample (the manager's)."""
+        n = inputs.shape[0]
+        parts = []
+        if greedy < n:
+            parts.append(ac.policy(inputs[:n - greedy]).sample())
+        if greedy > 0:
+            dist = ac.policy(inputs[n - greedy:], averaged=True)
+            parts.append(dist.mode() if take_mode else dist.sample())
+        return torch.cat(parts) if len(parts) > 1 else parts[0]
 
     # ------------------------------------------------------------------ imagination
     def manager_rows(self, n: int) -> int:

@@ -188,6 +188,11 @@ class TrainConfig:
     # (beside a uniform random policy's) and every eval_every env steps (RUN_DIR/evals.csv).
     eval_episodes: int = 10  # 0 = no end-of-run evaluation
     eval_every: int = 0  # env steps between evaluations during training; 0 = off
+    # How many of each rank's env.num_envs training envs act as evaluation does (the actors' EMA
+    # averages where kept, the worker's or flat actor's mode action; the manager still samples).
+    # Their episodes enter the replay and count toward train.steps. 0: every env samples the
+    # live actors, as in the paper.
+    greedy_envs: int = 0
     accelerator: str = "auto"  # cpu | cuda | gpu | auto (Lightning)
     devices: int = 1  # processes/GPUs; > 1 runs DDP
     # 32-true | bf16-mixed (CPU and CUDA: matmuls and convolutions in bfloat16) | 16-mixed (CUDA)
@@ -314,6 +319,9 @@ def validate(cfg: Config) -> None:
         if option in _OWNED_OPTIONS:
             raise ConfigError(f"env.options.{option} is not allowed: set it with "
                               f"{_OWNED_OPTIONS[option]} instead.")
+    if not 0 <= cfg.train.greedy_envs <= cfg.env.num_envs:
+        raise ConfigError(f"Configuration value train.greedy_envs={cfg.train.greedy_envs} must lie in "
+                          f"[0, env.num_envs={cfg.env.num_envs}] (the training envs that act greedily).")
     if cfg.train.eval_every and not cfg.train.eval_episodes:
         raise ConfigError("train.eval_every needs train.eval_episodes > 0 (the episodes of each evaluation).")
     if cfg.env.size not in (16, 32, 64):

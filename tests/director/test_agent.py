@@ -13,6 +13,7 @@ from torch.nn import functional as F
 
 from director import config as config_lib
 from director.agent import Agent
+from director.errors import ConfigError
 from director.module import compile_unavailable
 
 # Two shared cores: OpenMP threads spin against other processes and run ~40x slower.
@@ -307,6 +308,28 @@ def test_evaluation_acts_with_the_ema_actors_and_training_with_the_live_ones(kin
         agent.policy(obs, None, mode="eval")
         agent.policy(obs, None, mode="train")
         assert calls == ["ema", "live"]
+
+
+@pytest.mark.parametrize("kind", ["director", "dreamer"])
+def test_greedy_training_envs_act_as_evaluation_does_and_the_others_sample_the_live_actors(kind):
+    ema = ["worker.ac.actor_ema=0.5", "manager.ac.actor_ema=0.5", "actor.actor_ema=0.5", "train.greedy_envs=1"]
+    agent = make_agent(kind, overrides=ema)
+    actor = agent.worker.ac if kind == "director" else agent.actor
+    with torch.no_grad():  # the live actor samples actions 0 and 1 alike, its average prefers 3
+        actor.actor.out.bias.copy_(torch.tensor([50.0, 50.0, 0, 0, 0]))
+        actor.actor_ema.out.bias.copy_(torch.tensor([0, 0, 0, 50.0, 0]))
+    obs = {"image": torch.zeros(3, SIZE, SIZE, 3, dtype=torch.uint8), "is_first": torch.ones(3, dtype=torch.bool)}
+    torch.manual_seed(0)
+    actions = torch.stack([agent.policy(obs, None, mode="train")[0].argmax(-1) for _ in range(20)])
+    live = actions[:, :2].flatten().tolist()  # the first two envs sample the live actor (1% unimix)
+    assert {0, 1} <= set(live) and sum(a in (0, 1) for a in live) >= 36
+    assert actions[:, 2].tolist() == [3] * 20  # the last one takes the EMA actor's mode action
+    assert agent.policy(obs, None, mode="eval")[0].argmax(-1).tolist() == [3, 3, 3]
+
+
+def test_greedy_envs_must_not_exceed_the_training_envs():
+    with pytest.raises(ConfigError, match="train.greedy_envs"):
+        make_agent(overrides=["env.num_envs=2", "train.greedy_envs=3"])
 
 
 # ---------------------------------------------------------------------------- train_step
