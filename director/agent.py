@@ -120,8 +120,8 @@ class Agent(nn.Module):
         Every K steps of an episode (the phase resets at is_first) the manager samples a code
         (also in evaluation) and the goal autoencoder decodes it; the worker then samples an
         action (its mode when `mode="eval"`). In evaluation the policies are the actors' EMA
-        averages where `actor_ema` keeps them; in training so are the last `train.greedy_envs`
-        rows' (see `_draw`). Acting runs on the host's schedule, so the
+        averages where `actor_ema` keeps them; in training the last `train.greedy_envs` rows act
+        the same way (`_draw`). Acting runs on the host's schedule, so the
         manager and decoder run only on steps where some env switches, `reached` only where
         a period ends."""
         n = obs["image"].shape[0]
