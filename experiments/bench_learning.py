@@ -17,7 +17,8 @@ reading). Writes to `--out`:
                          spread (min, max) over seeds; random's; per run, what its training
                          episodes found (goal episodes, the first one, coverage, cells/episode)
                          and `late` (env steps and mode success of each late checkpoint, mean)
-    <agent>-s<seed>/     the run's small files: evals.csv, episodes.csv, config.yaml
+    <agent>-s<seed>/     the run's small files: evals.csv, episodes.csv, config.yaml, metrics.csv
+                         (the logged training metrics; metrics-version_N.csv for resumed runs)
     curves.png           eval success (mode) vs env steps, training success (rolling mean of 20
                          episodes) and exploration coverage (distinct cells visited, grid worlds)
 
@@ -238,6 +239,9 @@ def main() -> int:
         for name in ("evals.csv", "episodes.csv", "config.yaml"):
             if (run / name).exists():
                 shutil.copy(run / name, keep / name)
+        logs = sorted((run / "logs").glob("version_*/metrics.csv"))  # one per (resumed) segment
+        for log in logs:
+            shutil.copy(log, keep / ("metrics.csv" if len(logs) == 1 else f"metrics-{log.parent.name}.csv"))
     for agent in agents:
         mine = [results["runs"][f"{a}-s{s}"] for a, s in runs if a == agent]
         results[agent] = {f"{m}_{k}": spread([r[m][k] for r in mine]) for m in ("mode", "sample")

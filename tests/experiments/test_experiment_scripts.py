@@ -202,6 +202,7 @@ def test_bench_learning_trains_seeds_and_reports_final_and_periodic_evaluations(
     for run in results["runs"]:
         evals = (out / run / "evals.csv").read_text().splitlines()
         assert evals[0].startswith("env_steps,updates,episodes,return,success") and len(evals) == 3
+        assert "env_steps" in (out / run / "metrics.csv").read_text().splitlines()[0].split(",")
         episodes = list(__import__("csv").DictReader(open(out / run / "episodes.csv")))
         found = results["runs"][run]["exploration"]
         assert found["coverage"] == int(float(episodes[-1]["coverage"])) > 0
