@@ -178,12 +178,13 @@ def test_bench_update_summary_line_and_peer_preset():
     from omegaconf import OmegaConf
     pinned = set(bench._flatten(OmegaConf.to_container(OmegaConf.load(EXPERIMENTS / "presets" / "peer.yaml"))))
     # manager.expl_min_std, the actors' actor_ema and entropy_max, goal.context, goal.novelty and
-    # model.image_output came later too; their defaults (0.01; 0, no EMA actor; 100, the cap the
-    # baseline hard-codes; false, the paper's autoencoder; sigmoid) are the baseline's behaviour.
+    # model.image_output and train.greedy_envs came later too; their defaults (0.01; 0, no EMA
+    # actor; 100, the cap the baseline hard-codes; false, the paper's autoencoder; sigmoid; 0,
+    # every env samples) are the baseline's behaviour.
     later = ("train.compile", "env.options", "train.eval_episodes", "train.eval_every", "manager.expl_min_std",
              "train.keep_checkpoints", "manager.ac.actor_ema", "worker.ac.actor_ema", "actor.actor_ema", "goal.context",
              "goal.novelty", "model.image_output", "manager.ac.entropy_max", "worker.ac.entropy_max",
-             "actor.entropy_max")
+             "actor.entropy_max", "train.greedy_envs")
     assert {k for k in config.valid_keys() if not k.startswith(later)} <= pinned
 
 
