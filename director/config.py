@@ -321,7 +321,8 @@ def validate(cfg: Config) -> None:
                               f"{_OWNED_OPTIONS[option]} instead.")
     if not 0 <= cfg.train.greedy_envs <= cfg.env.num_envs:
         raise ConfigError(f"Configuration value train.greedy_envs={cfg.train.greedy_envs} must lie in "
-                          f"[0, env.num_envs={cfg.env.num_envs}] (the training envs that act greedily).")
+                          f"[0, env.num_envs={cfg.env.num_envs}] (how many training envs act greedily); pass e.g. "
+                          "train.greedy_envs=1, or 0 for the paper's behaviour.")
     if cfg.train.eval_every and not cfg.train.eval_episodes:
         raise ConfigError("train.eval_every needs train.eval_episodes > 0 (the episodes of each evaluation).")
     if cfg.env.size not in (16, 32, 64):
