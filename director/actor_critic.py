@@ -119,10 +119,6 @@ class ActorCritic(nn.Module):
                                       increase_above=False, rate=cfg.entropy_rate)
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
 
-    @property
-    def action_size(self) -> int:
-        return self.action_shape[0] * self.action_shape[1] if self.discrete else self.action_shape[0]
-
     def policy(self, feat: torch.Tensor, averaged: bool = False) -> CategoricalPolicy | GaussianPolicy:
         """feat (..., F) -> the action distribution; `averaged`: of the EMA actor, where one is kept."""
         out = (self.actor_ema if averaged and self.actor_ema is not None else self.actor)(feat)

@@ -23,7 +23,7 @@ from director.config import Config, OptimConfig
 from director.nets import clip_straight_through, make_optimizer, skip_step
 from director.world_model import State, WorldModel
 from manager import GoalAutoencoder, Manager
-from worker import Worker
+from worker import Worker, max_cosine
 
 Carry = dict[str, torch.Tensor]
 
@@ -141,7 +141,7 @@ class Agent(nn.Module):
             info["reached"] = torch.zeros(n, device=feat.device)
             if info["period_end"].any():
                 info["reached"] = torch.where(info["period_end"],
-                                              self.worker.goal_reward(post["deter"], carry["goal"]), 0.0)
+                                              max_cosine(post["deter"].float(), carry["goal"].float()), 0.0)
             code, goal = carry["code"], carry["goal"]
             if switch.any():
                 code = torch.where(switch[:, None], self._draw(self.manager.ac, feat, greedy, False), code)
@@ -186,7 +186,8 @@ class Agent(nn.Module):
         (and goal autoencoder) frozen. Returns leaves (N, H+1, ...): feat, deter, action
         (action t taken in s_t; the last is zeros), cont (cont_0 from the data) and the step
         rewards the learners read (index 0, the start state, is zero and unused): extr when a
-        critic uses the task reward, expl (manager rows only) when the manager's does.
+        critic uses the task reward (its first `_extr_rows` rows: the manager rows alone when
+        only the manager reads it), expl (manager rows only) when the manager's critic does.
 
         Director: the manager acts at t = 0, K, ..., H - K, the worker every step; also code
         and goal active in each state (zeros at s_H, where no goal is chosen). Rows from
@@ -312,9 +313,10 @@ class Agent(nn.Module):
         manager_loss, manager_metrics = self.manager.ac.loss(manager_traj)
         metrics.update({f"worker/{k}": v for k, v in worker_metrics.items()})
         metrics.update({f"manager/{k}": v for k, v in manager_metrics.items()})
-        # How close the worker gets to each goal by the end of its period (max-cosine).
+        # How close the worker gets to each goal by the end of its period: max-cosine whatever
+        # worker.goal_reward trains on, so that the 0.7 threshold of goal_summary and goal_vis holds.
         idx = torch.arange(self.goal_every, traj["deter"].shape[1], self.goal_every, device=cont0.device)
-        reached = self.worker.goal_reward(traj["deter"][:, idx], traj["goal"][:, idx - 1])
+        reached = max_cosine(traj["deter"][:, idx].float(), traj["goal"][:, idx - 1].float())
         metrics["imag_goal_reached"] = reached.mean()
         return goal_loss + worker_loss + manager_loss
 

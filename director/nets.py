@@ -225,7 +225,7 @@ class OneHotDist:
         return onehot + self.probs - self.probs.detach()
 
     def log_prob(self, onehot: torch.Tensor) -> torch.Tensor:
-        """Summed over variables if the last two axes are (vars, classes): (...)"""
+        """onehot (..., vars, classes) -> (..., vars): one log-probability per variable."""
         return (onehot * self.logits).sum(-1)
 
     def entropy(self) -> torch.Tensor:

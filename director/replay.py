@@ -332,6 +332,14 @@ class Replay:
         out["is_first"][:, 0] = True
         return out
 
+    def sample_within_episodes(self, n: int) -> dict[str, np.ndarray]:
+        """``n`` chunks (n, T, ...) for inspection (open-loop predictions), preferring ones that
+        stay within one episode: drawn from a pool of ``sample(max(4n, 32))``."""
+        pool = self.sample(max(4 * n, 32))
+        inside = ~pool["is_first"][:, 1:].any(1)
+        order = np.concatenate([np.nonzero(inside)[0], np.nonzero(~inside)[0]])[:n]
+        return {k: v[order] for k, v in pool.items()}
+
     def _rewarded_windows(self, workers: list[int], counts: np.ndarray, which: np.ndarray,
                           offsets: np.ndarray, n: int) -> None:
         """Overwrite the first ``n`` (stream, window start) draws in place with windows that hold

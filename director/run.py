@@ -185,10 +185,9 @@ class GoalRecorder(L.Callback):
 def replay_chunks(replay: Any, n: int, seed: int) -> dict[str, np.ndarray] | None:
     """`n` replay chunks drawn with a private sampler seeded with `seed` (the replay's own
     sampler is left as it was), or None while no stream holds a whole chunk."""
-    from goal_vis.report import sample_chunks
     own, replay.rng = replay.rng, np.random.default_rng(seed)
     try:
-        return sample_chunks(replay, n)
+        return replay.sample_within_episodes(n)
     except ValueError:
         return None
     finally:

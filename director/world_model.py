@@ -84,12 +84,11 @@ class RSSM(nn.Module):
         """The prior at deter states h (..., D): {deter, logits (..., S, C)} (no sample)."""
         return {"deter": deter, "logits": self._logits(self.img_out, deter)}
 
-    def observe(self, embed: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor,
-                state: State | None = None) -> tuple[State, State]:
+    def observe(self, embed: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor) -> tuple[State, State]:
         """Filter a sequence: embed (B, T, E), action (B, T, A) = the action that led to each
         observation, is_first (B, T) -> posterior and prior states with (B, T, ...) leaves.
         Only the posterior is sequential; the prior logits are one batched pass afterwards."""
-        state = state or self.initial(embed.shape[0])
+        state = self.initial(embed.shape[0])
         init = self.initial(1)
         posts = []
         for t in range(embed.shape[1]):

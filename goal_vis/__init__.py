@@ -12,7 +12,8 @@ training curves, goal-quality metrics, and one self-contained HTML page.
 
 Depends on the director core blocks, manager, worker, numpy, PIL, imageio and matplotlib; the
 report (and `record_strip`) additionally load runs and make worlds. Nothing in director's core
-imports this package.
+blocks imports this package; of the assembly, only the training run's image recorder
+(`director.run`) and the command line do.
 """
 from goal_vis.decode import decode_feat, decode_goal
 from goal_vis.episode import agent_strip, record_strip

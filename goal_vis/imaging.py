@@ -11,7 +11,6 @@ from PIL import Image, ImageDraw, ImageFont
 
 WHITE = (255, 255, 255)
 BLACK = (0, 0, 0)
-GREY = (128, 128, 128)
 
 
 def panel_scale(size: int, target: int = 256) -> int:

@@ -137,14 +137,6 @@ def episode_replay(records: list[EpisodeRecord], want: int):
     return replay
 
 
-def sample_chunks(replay: Any, n: int) -> dict[str, np.ndarray]:
-    """`n` chunks, preferring ones that stay within one episode."""
-    pool = replay.sample(max(4 * n, 32))
-    inside = ~pool["is_first"][:, 1:].any(1)
-    order = np.concatenate([np.nonzero(inside)[0], np.nonzero(~inside)[0]])[:n]
-    return {k: v[order] for k, v in pool.items()}
-
-
 def chunk_data(run_dir: Path | None, info: dict, records: list[EpisodeRecord], seed: int,
                *counts: int) -> tuple[str, list[dict[str, np.ndarray]] | None]:
     """(source, one batch of chunks per count) from the run's replay, else from the recorded
@@ -157,7 +149,7 @@ def chunk_data(run_dir: Path | None, info: dict, records: list[EpisodeRecord], s
             continue
         replay.rng = np.random.default_rng(seed)
         try:
-            return name, [sample_chunks(replay, n) for n in counts]
+            return name, [replay.sample_within_episodes(n) for n in counts]
         except ValueError:  # no stream holds a whole chunk
             continue
     return f"none (fewer than {CONTEXT + 1} consecutive steps)", None

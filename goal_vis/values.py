@@ -2,14 +2,14 @@
 points from there.
 
 On built-in worlds whose true state is known (grid mazes, Pin Pad; see `StateProbe`), every
-reachable cell is encoded as in `reach.cell_goals`: the posterior state after `warmup` no-op
+reachable cell is encoded as in `reach.cell_states`: the posterior state after `warmup` no-op
 frames of the agent standing on it. For each cell the map records
 
     reward   the reward head's prediction (the task reward the policies are trained on)
     expl     the exploration bonus there (goal-autoencoder reconstruction error, sampled code)
     <critic> each task/exploration critic's value: the manager's `extr` and `expl` for Director,
              the actor's `extr` for flat Dreamer
-    toward   (Director, grid mazes) the cell of the manager's mode goal from there: the cell
+    toward   (Director) the cell of the manager's mode goal from there: the cell
              whose state has the highest max-cosine to the decoded goal
 
 It answers the questions a long sparse maze raises: was the task reward learned where it is,

@@ -15,6 +15,7 @@ from director import config as config_lib
 from director.agent import Agent
 from director.errors import ConfigError
 from director.module import compile_unavailable
+from worker import max_cosine
 
 # Two shared cores: OpenMP threads spin against other processes and run ~40x slower.
 torch.set_num_threads(1)
@@ -269,6 +270,21 @@ def test_policy_goal_phase_resets_on_is_first_and_holds_codes(monkeypatch):
     # A period ends when K steps ran, not when an episode restarts.
     assert ends == [[False, False]] * 3 + [[False, False], [False, True], [False, False],
                                            [False, False], [True, False]]
+
+
+def test_reached_is_max_cosine_whatever_the_worker_is_rewarded_by():
+    """`reached` is the yardstick of goal_summary's and goal_vis's 0.7 threshold."""
+    agent = make_agent(overrides=["worker.goal_reward=l2"])
+    g = torch.Generator().manual_seed(0)
+    carry = None
+    for t in range(agent.goal_every + 1):
+        obs = {"image": torch.randint(0, 256, (2, SIZE, SIZE, 3), dtype=torch.uint8, generator=g),
+               "is_first": torch.tensor([t == 0] * 2)}
+        goal = None if carry is None else carry["goal"]
+        _, carry, info = agent.policy(obs, carry)
+    assert info["period_end"].all()
+    torch.testing.assert_close(info["reached"], max_cosine(carry["deter"], goal))
+    assert not torch.allclose(info["reached"], agent.worker.goal_reward(carry["deter"], goal))
 
 
 def test_policy_eval_mode_takes_the_worker_mode_and_continuous_actions_are_clipped():

@@ -54,6 +54,21 @@ def test_steps_of_an_unfinished_episode_are_sampleable():
     assert replay.sample(2)["id"][0, :, 1].tolist() == list(range(8))
 
 
+def test_sample_within_episodes_prefers_chunks_that_cross_no_episode_start():
+    replay = Replay(None, capacity=1000, length=10)
+    fill(replay, 0, episode_length=15, steps=300)  # 6 of a stream's 15 window starts stay inside
+    chunks = replay.sample_within_episodes(5)
+    assert chunks["image"].shape == (5, 10, 8, 8, 3)
+    assert not chunks["is_first"][:, 1:].any()
+    # Fewer such chunks than asked for: the rest cross an episode start.
+    replay = Replay(None, capacity=1000, length=10)
+    fill(replay, 0, episode_length=10, steps=20)  # 2 of 11 window starts stay inside
+    chunks = replay.sample_within_episodes(40)
+    assert chunks["image"].shape[0] == 40
+    crossing = chunks["is_first"][:, 1:].any(1)
+    assert crossing.any() and not crossing[:(~crossing).sum()].any()
+
+
 def test_sample_before_enough_steps_raises_clear_error():
     replay = Replay(None, capacity=100, length=10)
     fill(replay, 0, episode_length=5, steps=9)
