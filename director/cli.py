@@ -48,6 +48,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from director.run import evaluate, load_module
     module, info = load_module(args.target, world=args.world)
+    if args.actors == "live":  # drop the EMA actors: the mode action of the live ones
+        for m in module.modules():
+            if getattr(m, "actor_ema", None) is not None:
+                m.actor_ema = None
     result = evaluate(module, episodes=args.episodes, seed=args.seed,
                       mode="eval" if args.action == "mode" else "train")
     averaged = args.action == "mode" and any(getattr(m, "actor_ema", None) is not None for m in module.modules())
@@ -138,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "training; the manager always samples. `mode` acts with the EMA actors "
                         "where the run keeps them (actor_ema > 0; the report says actors=ema), "
                         "`sample` with the live ones")
+    p.add_argument("--actors", choices=("ema", "live"), default="ema",
+                   help="with `--action mode`: the EMA actors where the run keeps them (default), "
+                        "or the live actors that act in training")
     p.add_argument("--seed", type=int, default=12345)
     p.set_defaults(func=_cmd_eval)
 

@@ -80,6 +80,10 @@ def test_eval_reports_return_and_success(run_dir):
     assert sampled.returncode == 0, sampled.stderr
     report = json.loads(sampled.stdout.strip().splitlines()[-1])
     assert report["action"] == "sample" and report["actors"] == "live"
+    live = _cli("eval", str(run_dir), "--episodes", "1", "--actors", "live")
+    assert live.returncode == 0, live.stderr
+    report = json.loads(live.stdout.strip().splitlines()[-1])
+    assert report["action"] == "mode" and report["actors"] == "live"
 
 
 def test_world_that_does_not_match_the_checkpoint_is_a_clear_error(run_dir):
