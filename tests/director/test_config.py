@@ -92,11 +92,19 @@ def test_preset_with_a_base_overrides_only_its_own_keys(tmp_path):
     assert config_lib.load(path).env.size == config_lib.load("debug").env.size
 
 
-def test_pinpad_preset_is_default_with_an_exploratory_worker_and_manager():
+def test_pinpad_preset_is_default_with_the_papers_manager_and_a_more_exploratory_worker():
     expected = config_lib.load("default", ["env.world=pinpad-three", "worker.ac.entropy_target=0.9",
-                                           "worker.replay_goals=0.5", "manager.ac.return_min_std=1.0",
+                                           "model.kl_target=3.5", "manager.expl=0.1",
+                                           "manager.ac.entropy_max=100.0", "manager.ac.actor_ema=0.0",
+                                           "worker.ac.actor_ema=0.0", "actor.actor_ema=0.0",
                                            "train.steps=120000"])
     assert config_lib.load("pinpad") == expected
+
+
+def test_explore_preset_is_default_with_the_long_mazes_budget():
+    expected = config_lib.load("default", ["train.steps=300000", "train.eval_every=25000",
+                                           "train.eval_episodes=20"])
+    assert config_lib.load("explore") == expected
 
 
 def test_preset_base_cycle_and_unknown_base_are_config_errors(tmp_path):
