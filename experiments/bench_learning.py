@@ -28,6 +28,16 @@ targets (`--target`, `--beat-flat`; defaults in TARGETS, else `--margin` above r
     maze-l   above random and above flat Dreamer by >= 0.2
 The last line is a summary to paste into a note. Exit code 1 on FAIL. Run directories (replay,
 checkpoints) go to `--runs` (default: OUT/runs), which is not meant to be committed.
+
+Seeds of one configuration trained by separate invocations (in different sessions, or a third
+seed added later) are judged together with `--combine`, which trains and evaluates nothing: it
+reads each earlier OUT's results.json (`DIR` for all its runs, `DIR:AGENT` for one agent's),
+writes the merged results.json and curves.png to `--out` and prints the same summary and PASS
+line. The runs must share world and env-step budget; every config key in which they differ
+(beyond seed and run directory) is printed and kept in results.json as `config_differences`:
+
+    python experiments/bench_learning.py --out OUT --combine experiments/results/A \
+        experiments/results/B:director experiments/results/C:dreamer
 """
 from __future__ import annotations
 
@@ -177,8 +187,22 @@ def main() -> int:
     parser.add_argument("--late", type=int, default=4,
                         help="newest kept checkpoints to evaluate too (mode action; 0: none)")
     parser.add_argument("--skip-train", action="store_true", help="only evaluate and plot existing runs")
+    parser.add_argument("--combine", nargs="+", metavar="DIR[:AGENT]",
+                        help="judge earlier invocations' runs together (trains and evaluates nothing)")
     parser.add_argument("overrides", nargs="*", help="extra key=value overrides for every run")
     args = parser.parse_args()
+    if args.combine:
+        if not args.out:
+            parser.error("--combine needs --out, the folder for the merged results")
+        try:
+            world, runs, results = combine(args.combine)
+        except Unusable as problem:
+            print(f"bench_learning: cannot combine: {problem}", file=sys.stderr)
+            return 2
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        for key, values in results["config_differences"].items():
+            print(f"config differs in {key}: " + ", ".join(f"{run} {value}" for run, value in values.items()))
+        return summarise(Path(args.out), world, runs, results, args)
     agents, seeds = args.agents.split(","), [int(s) for s in args.seeds.split(",")]
     out = Path(args.out or ROOT / "experiments" / "results" / f"learning-{args.world}")
     runs_dir = Path(args.runs or out / "runs")
@@ -205,7 +229,6 @@ def main() -> int:
         if missing:
             print(f"not trained, left out: {', '.join(missing)}")
         runs = {key: run for key, run in runs.items() if f"{key[0]}-s{key[1]}" not in missing}
-        agents = [a for a in agents if any(agent == a for agent, _ in runs)]
 
     import torch
     from director import config
@@ -242,15 +265,23 @@ def main() -> int:
         logs = sorted((run / "logs").glob("version_*/metrics.csv"))  # one per (resumed) segment
         for log in logs:
             shutil.copy(log, keep / ("metrics.csv" if len(logs) == 1 else f"metrics-{log.parent.name}.csv"))
+    return summarise(out, args.world, runs, results, args)
+
+
+def summarise(out: Path, world: str, runs: dict[tuple[str, int], Path], results: dict,
+              args: argparse.Namespace) -> int:
+    """Each agent's mean and spread over seeds, the plot and the verdict of `results` (random's and
+    per-run numbers filled in); writes OUT/results.json, prints the summary. Exit code 1 on FAIL."""
+    agents = list(dict.fromkeys(agent for agent, _ in runs))
     for agent in agents:
         mine = [results["runs"][f"{a}-s{s}"] for a, s in runs if a == agent]
         results[agent] = {f"{m}_{k}": spread([r[m][k] for r in mine]) for m in ("mode", "sample")
                           for k in ("success", "return")}
-        if args.late > 0:
+        if all("late" in r for r in mine):
             results[agent]["late_mode_success"] = spread([r["late"]["mean"] for r in mine])
             results[agent]["late_checkpoints"] = min(len(r["late"]["env_steps"]) for r in mine)
-    plot(out, args.world, runs, results["random"])
-    status, checks = verdict(args.world, results, args)
+    plot(out, world, runs, results["random"])
+    status, checks = verdict(world, results, args)
     results["verdict"] = {"status": status, "checks": checks}
     (out / "results.json").write_text(json.dumps(results, indent=2))
 
@@ -259,16 +290,72 @@ def main() -> int:
         r = results[agent]
         per_seed = " ".join(f"{results['runs'][f'{a}-s{s}']['mode']['success']:.2f}" for a, s in runs if a == agent)
         late = (f", mode success over its newest {r['late_checkpoints']} checkpoints "
-                f"{r['late_mode_success']['mean']:.2f}" if args.late > 0 else "")
+                f"{r['late_mode_success']['mean']:.2f}" if "late_mode_success" in r else "")
         lines.append(f"{agent}: mode success {r['mode_success']['mean']:.2f} (seeds {per_seed}), sampled "
                      f"{r['sample_success']['mean']:.2f}, mode return {r['mode_return']['mean']:.1f}{late}")
     rnd = results["random"]
     print("\n".join(lines))
-    print(f"bench_learning: {args.world} {status} ({checks}) at {args.steps} env steps, preset {args.preset}: "
+    print(f"bench_learning: {world} {status} ({checks}) at {results['steps']} env steps, preset {results['preset']}: "
           + "; ".join(lines) + f"; random success {rnd['success']:.2f}, return {rnd['return']:.2f} "
           f"({rnd['episodes']} episodes); plot {out / 'curves.png'}")
     return 0 if status != "FAIL" else 1
 
+
+class Unusable(Exception):
+    """An earlier result that `--combine` cannot merge; the message names it and the fix."""
+
+
+def flat_config(path: Path) -> dict[str, object]:
+    """A run's config.yaml as {dotted key: value}, without its seed and run directory."""
+    from omegaconf import OmegaConf
+
+    def walk(node: object, prefix: str) -> dict[str, object]:
+        if isinstance(node, dict):
+            return {k: v for key, sub in node.items() for k, v in walk(sub, f"{prefix}{key}.").items()}
+        return {prefix[:-1]: node}
+    flat = walk(OmegaConf.to_container(OmegaConf.load(path)), "")
+    return {k: v for k, v in flat.items() if k not in ("train.seed", "train.run_dir")}
+
+
+def combine(specs: list[str]) -> tuple[str, dict[tuple[str, int], Path], dict]:
+    """Merge earlier invocations' results (`DIR` or `DIR:AGENT`) into one: (world, the runs'
+    kept folders by (agent, seed), results with `sources` and `config_differences`)."""
+    runs: dict[tuple[str, int], Path] = {}
+    results: dict = {"runs": {}, "sources": {}}
+    configs: dict[str, dict[str, object]] = {}
+    for spec in specs:
+        folder, _, only = spec.partition(":")
+        path = Path(folder) / "results.json"
+        if not path.exists():
+            raise Unusable(f"{path} does not exist: --combine takes the --out folders of earlier "
+                           f"bench_learning invocations (DIR, or DIR:AGENT for one agent's runs).")
+        earlier = json.loads(path.read_text())
+        results.setdefault("random", earlier["random"])
+        for key in ("steps", "preset"):
+            if results.setdefault(key, earlier[key]) != earlier[key]:
+                raise Unusable(f"{path} was run with {key} {earlier[key]}, the first folder with "
+                               f"{results[key]}: only runs of one budget and preset are judged together.")
+        chosen = [name for name in earlier["runs"] if not only or name.rsplit("-s", 1)[0] == only]
+        if not chosen:
+            raise Unusable(f"{path} holds no {only!r} runs (it has {', '.join(earlier['runs'])}).")
+        for name in chosen:
+            agent, seed = name.rsplit("-s", 1)
+            if name in results["runs"]:
+                raise Unusable(f"{name} is in both {results['sources'][name]} and {folder}: "
+                               f"name each seed once (DIR:AGENT picks one agent's runs).")
+            runs[(agent, int(seed))] = Path(folder) / name
+            results["runs"][name] = earlier["runs"][name]
+            results["sources"][name] = str(folder)
+            configs[name] = flat_config(Path(folder) / name / "config.yaml")
+    worlds = {config["env.world"] for config in configs.values()}
+    if len(worlds) != 1:
+        raise Unusable(f"the runs are on different worlds ({', '.join(sorted(map(str, worlds)))}).")
+    keys = sorted({k for config in configs.values() for k in config} - {"agent"})
+    results["config_differences"] = {
+        k: {name: config.get(k) for name, config in configs.items()} for k in keys
+        if len({json.dumps(config.get(k)) for config in configs.values()}) > 1}
+    results["overrides"] = [f"combined from {', '.join(specs)}"]
+    return worlds.pop(), runs, results
 
 if __name__ == "__main__":
     sys.exit(main())

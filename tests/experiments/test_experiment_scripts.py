@@ -470,3 +470,57 @@ def test_maze_approach_reads_how_near_the_goal_each_episode_came(tmp_path, capsy
     config.save(config.load("debug", []), run / "config.yaml")
     assert maze_approach.main([str(run)]) == 2
     assert "not a grid maze" in capsys.readouterr().err
+
+
+def _earlier_result(folder: Path, steps: int, runs: dict[str, tuple[float, float]]) -> None:
+    """An earlier bench_learning --out folder: results.json and each run's config.yaml, with
+    the given (mode success, manager.expl) per run."""
+    import json
+    folder.mkdir()
+    results = {"random": {"episodes": 20, "return": 0.0, "success": 0.05, "length": 800.0}, "steps": steps,
+               "preset": "explore", "overrides": [], "runs": {}}
+    for name, (success, expl) in runs.items():
+        agent, seed = name.rsplit("-s", 1)
+        outcome = {"episodes": 20, "return": 10 * success, "success": success, "length": 800.0}
+        results["runs"][name] = {"mode": outcome, "sample": outcome, "env_steps": steps, "updates": 1,
+                                 "late": {"env_steps": [steps], "mode_success": [success], "mean": success}}
+        (folder / name).mkdir()
+        (folder / name / "config.yaml").write_text(
+            f"agent: {agent}\nenv: {{world: maze-l}}\nmanager: {{expl: {expl}}}\n"
+            f"train: {{seed: {seed}, run_dir: /runs/{folder.name}/{name}}}\n")
+    (folder / "results.json").write_text(json.dumps(results))
+
+
+def test_bench_learning_combines_seeds_of_earlier_invocations(tmp_path):
+    import json
+    _earlier_result(tmp_path / "a", 300000, {"director-s0": (0.1, 0.1), "director-s1": (0.65, 0.1)})
+    _earlier_result(tmp_path / "b", 300000, {"director-s2": (0.0, 0.1), "dreamer-s2": (0.0, 0.01)})
+    _earlier_result(tmp_path / "c", 300000, {"dreamer-s0": (0.0, 0.01), "dreamer-s1": (0.05, 0.01)})
+    out = tmp_path / "out"
+    result = _run("bench_learning.py", "--out", str(out), "--combine", str(tmp_path / "a"), str(tmp_path / "b"),
+                  str(tmp_path / "c"), cwd=tmp_path)
+    line = _last_line(result)
+    # Director (0.10 + 0.65 + 0) / 3 = 0.25 >= flat Dreamer's 0.05/3 + 0.2 and random 0.05 + 0.2.
+    assert line.startswith("bench_learning: maze-l PASS (director 0.25 >= dreamer 0.02 + 0.2"), line
+    merged = json.loads((out / "results.json").read_text())
+    assert set(merged["runs"]) == {f"{a}-s{s}" for a in ("director", "dreamer") for s in (0, 1, 2)}
+    assert merged["director"]["mode_success"] == {"mean": 0.25, "min": 0.0, "max": 0.65}
+    assert merged["sources"]["dreamer-s2"] == str(tmp_path / "b")
+    assert merged["config_differences"] == {"manager.expl": {"director-s0": 0.1, "director-s1": 0.1, "director-s2": 0.1,
+                                                             "dreamer-s2": 0.01, "dreamer-s0": 0.01, "dreamer-s1": 0.01}}
+    assert "config differs in manager.expl" in result.stdout and (out / "curves.png").exists()
+
+    # Only flat Dreamer's seeds of b: Director's three seeds are then 0 and 1 of a alone.
+    picked = _run("bench_learning.py", "--out", str(tmp_path / "out2"), "--combine", str(tmp_path / "a"),
+                  f"{tmp_path / 'b'}:dreamer", cwd=tmp_path)
+    assert set(json.loads((tmp_path / "out2" / "results.json").read_text())["runs"]) == {
+        "director-s0", "director-s1", "dreamer-s2"}, picked.stdout + picked.stderr
+
+    # A seed named twice, or another budget: a one-paragraph error, exit code 2, nothing written.
+    _earlier_result(tmp_path / "d", 200000, {"director-s3": (1.0, 0.1)})
+    for specs, problem in (([tmp_path / "a", tmp_path / "a"], "director-s0 is in both"),
+                           ([tmp_path / "a", tmp_path / "d"], "was run with steps 200000"),
+                           ([tmp_path / "missing"], "does not exist")):
+        bad = _run("bench_learning.py", "--out", str(tmp_path / "bad"), "--combine", *map(str, specs), cwd=tmp_path)
+        assert bad.returncode == 2 and problem in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+        assert not (tmp_path / "bad").exists()
