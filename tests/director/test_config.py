@@ -101,9 +101,9 @@ def test_pinpad_preset_is_default_with_the_papers_manager_and_a_more_exploratory
     assert config_lib.load("pinpad") == expected
 
 
-def test_explore_preset_is_default_with_the_long_mazes_budget():
+def test_explore_preset_is_default_with_the_long_mazes_budget_and_the_papers_exploration_weight():
     expected = config_lib.load("default", ["train.steps=300000", "train.eval_every=25000",
-                                           "train.eval_episodes=20"])
+                                           "train.eval_episodes=20", "manager.expl=0.1"])
     assert config_lib.load("explore") == expected
 
 
