@@ -329,7 +329,12 @@ def combine(specs: list[str]) -> tuple[str, dict[tuple[str, int], Path], dict]:
         if not path.exists():
             raise Unusable(f"{path} does not exist: --combine takes the --out folders of earlier "
                            f"bench_learning invocations (DIR, or DIR:AGENT for one agent's runs).")
-        earlier = json.loads(path.read_text())
+        try:
+            earlier = json.loads(path.read_text())
+            earlier["random"], earlier["steps"], earlier["preset"], earlier["runs"]
+        except (ValueError, KeyError) as problem:
+            raise Unusable(f"{path} is not a bench_learning results file ({problem!r}): rerun that "
+                           f"invocation with --skip-train to write it again.") from None
         results.setdefault("random", earlier["random"])
         for key in ("steps", "preset"):
             if results.setdefault(key, earlier[key]) != earlier[key]:
@@ -346,7 +351,10 @@ def combine(specs: list[str]) -> tuple[str, dict[tuple[str, int], Path], dict]:
             runs[(agent, int(seed))] = Path(folder) / name
             results["runs"][name] = earlier["runs"][name]
             results["sources"][name] = str(folder)
-            configs[name] = flat_config(Path(folder) / name / "config.yaml")
+            if not (runs[(agent, int(seed))] / "config.yaml").exists():
+                raise Unusable(f"{runs[(agent, int(seed))] / 'config.yaml'} is missing: --combine compares the "
+                               f"runs' configs, which bench_learning keeps beside results.json.")
+            configs[name] = flat_config(runs[(agent, int(seed))] / "config.yaml")
     worlds = {config["env.world"] for config in configs.values()}
     if len(worlds) != 1:
         raise Unusable(f"the runs are on different worlds ({', '.join(sorted(map(str, worlds)))}).")

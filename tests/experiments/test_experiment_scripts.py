@@ -518,9 +518,12 @@ def test_bench_learning_combines_seeds_of_earlier_invocations(tmp_path):
 
     # A seed named twice, or another budget: a one-paragraph error, exit code 2, nothing written.
     _earlier_result(tmp_path / "d", 200000, {"director-s3": (1.0, 0.1)})
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / "results.json").write_text("{")
     for specs, problem in (([tmp_path / "a", tmp_path / "a"], "director-s0 is in both"),
                            ([tmp_path / "a", tmp_path / "d"], "was run with steps 200000"),
-                           ([tmp_path / "missing"], "does not exist")):
+                           ([tmp_path / "missing"], "does not exist"),
+                           ([tmp_path / "e"], "not a bench_learning results file")):
         bad = _run("bench_learning.py", "--out", str(tmp_path / "bad"), "--combine", *map(str, specs), cwd=tmp_path)
         assert bad.returncode == 2 and problem in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
         assert not (tmp_path / "bad").exists()
