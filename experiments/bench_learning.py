@@ -348,13 +348,13 @@ def combine(specs: list[str]) -> tuple[str, dict[tuple[str, int], Path], dict]:
             if name in results["runs"]:
                 raise Unusable(f"{name} is in both {results['sources'][name]} and {folder}: "
                                f"name each seed once (DIR:AGENT picks one agent's runs).")
-            runs[(agent, int(seed))] = Path(folder) / name
+            kept = runs[(agent, int(seed))] = Path(folder) / name
             results["runs"][name] = earlier["runs"][name]
             results["sources"][name] = str(folder)
-            if not (runs[(agent, int(seed))] / "config.yaml").exists():
-                raise Unusable(f"{runs[(agent, int(seed))] / 'config.yaml'} is missing: --combine compares the "
-                               f"runs' configs, which bench_learning keeps beside results.json.")
-            configs[name] = flat_config(runs[(agent, int(seed))] / "config.yaml")
+            if not (kept / "config.yaml").exists():
+                raise Unusable(f"{kept / 'config.yaml'} is missing: --combine compares the runs' configs, "
+                               f"which bench_learning keeps beside results.json.")
+            configs[name] = flat_config(kept / "config.yaml")
     worlds = {config["env.world"] for config in configs.values()}
     if len(worlds) != 1:
         raise Unusable(f"the runs are on different worlds ({', '.join(sorted(map(str, worlds)))}).")
